@@ -1,0 +1,73 @@
+"""ViT classifier wrapper: takes [0,1] pixel images, owns normalisation, exposes attention blocks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+def disable_fused_attention(model: nn.Module) -> int:
+    """Turn off timm's fused attention on every module that has it; returns how many were changed.
+
+    Fused attention never materialises the attention matrix, so no hook could see it.
+    """
+    changed = 0
+    for module in model.modules():
+        if hasattr(module, "fused_attn"):
+            module.fused_attn = False
+            changed += 1
+    return changed
+
+
+class ViTClassifier(nn.Module):
+    """A timm VisionTransformer behind a [0,1]-pixel-space interface.
+
+    forward(images) takes (B, 3, H, W) in [0,1], normalises with the model's mean/std and returns
+    logits. `vit` is the unchanged timm model, so its state dict loads as published.
+    """
+
+    def __init__(self, vit: nn.Module, mean: Sequence[float], std: Sequence[float], name: str = "vit"):
+        super().__init__()
+        if not hasattr(vit, "blocks") or not all(hasattr(b, "attn") for b in vit.blocks):
+            raise TypeError(
+                f"{type(vit).__name__} is not a timm VisionTransformer: explainers need `blocks[i].attn`"
+            )
+        self.vit = vit
+        self.name = name
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        disable_fused_attention(self.vit)
+        self.eval()
+
+    @property
+    def image_size(self) -> int:
+        return int(self.vit.patch_embed.img_size[0])
+
+    @property
+    def patch_size(self) -> int:
+        return int(self.vit.patch_embed.patch_size[0])
+
+    @property
+    def grid_size(self) -> int:
+        return self.image_size // self.patch_size
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.vit.num_classes)
+
+    def check_images(self, images: torch.Tensor) -> None:
+        """Raise a ValueError naming the problem if `images` is not (B, 3, S, S) for this model."""
+        s = self.image_size
+        if images.ndim != 4 or images.shape[1] != 3 or tuple(images.shape[-2:]) != (s, s):
+            raise ValueError(
+                f"{self.name} expects images of shape (B, 3, {s}, {s}) in [0,1]; got {tuple(images.shape)}"
+            )
+
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        return (images - self.mean) / self.std
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        self.check_images(images)
+        return self.vit(self.normalise(images))

@@ -1,0 +1,52 @@
+"""Shared pieces of the training recipes."""
+
+from __future__ import annotations
+
+import platform
+import random
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from harness.data.embedded import EmbeddedShapes, stack
+
+
+def seed_everything(seed: int, threads: int | None) -> int:
+    """Seed all RNGs, fix the thread count (weights are bit-identical only for the same count)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    return torch.get_num_threads()
+
+
+def training_images(length: int | None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The embedded train split as (images, labels) tensors, rendered once."""
+    ds = EmbeddedShapes("train", length=length, seed=seed)
+    images, labels, _ = stack(ds, tqdm(range(len(ds)), desc="render train split", leave=False, unit="img"))
+    return images, labels
+
+
+def random_dihedral(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Apply an independent random flip and 90-degree rotation to each image (classes are invariant)."""
+    n = images.shape[0]
+    flips = torch.rand(n, generator=generator) < 0.5
+    out = torch.where(flips.view(n, 1, 1, 1), images.flip(-1), images)
+    turns = torch.randint(0, 4, (n,), generator=generator)
+    for k in range(1, 4):
+        sel = turns == k
+        if sel.any():
+            out[sel] = torch.rot90(out[sel], k, dims=(-2, -1))
+    return out
+
+
+def environment() -> dict:
+    return {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+    }

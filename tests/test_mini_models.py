@@ -1,0 +1,68 @@
+"""The shipped embedded-world checkpoints meet their bars, and the recipes that made them run."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from harness.models.denoiser import load_denoiser
+from harness.models.mini import MINI_DENOISER_DIR, MINI_VIT_DIR, load_mini_vit
+from harness.train.mini_denoiser import BAR_SIGMAS_255, one_shot_psnr_gain, train_mini_denoiser
+from harness.train.mini_vit import evaluate_top1, train_mini_vit
+
+
+def test_shipped_checkpoints_are_small_safetensors():
+    files = [MINI_VIT_DIR / "model.safetensors", MINI_DENOISER_DIR / "diffusion_pytorch_model.safetensors"]
+    assert all(f.is_file() for f in files)
+    assert sum(f.stat().st_size for f in files) <= 20 * 1024 * 1024
+
+
+def test_shipped_vit_reaches_90_percent_top1(mini_vit):
+    acc = evaluate_top1(mini_vit)
+    print(f"mini ViT top-1 on the 1000-image embedded test split: {100 * acc:.1f}%")
+    assert acc >= 0.90
+
+
+def test_shipped_denoiser_one_shot_raises_psnr(mini_denoiser):
+    gains = one_shot_psnr_gain(mini_denoiser, tuple(s / 255 for s in BAR_SIGMAS_255), length=200)
+    for sigma, g in gains.items():
+        print(f"sigma={sigma * 255:.0f}/255 (pixel units): noisy {g['noisy_db']:.2f} dB -> "
+              f"one-shot {g['denoised_db']:.2f} dB (gain {g['gain_db']:+.2f} dB)")
+    assert all(g["gain_db"] > 0 for g in gains.values())
+    assert gains[16 / 255]["gain_db"] >= 3.0
+
+
+def test_vit_recipe_is_deterministic_and_loadable(tmp_path):
+    kw = dict(steps=3, batch_size=8, train_size=40, eval_size=20, threads=1)
+    train_mini_vit(tmp_path / "a", **kw)
+    train_mini_vit(tmp_path / "b", **kw)
+    wa, wb = load_file(str(tmp_path / "a/model.safetensors")), load_file(str(tmp_path / "b/model.safetensors"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    model = load_mini_vit(tmp_path / "a")
+    assert model(torch.rand(2, 3, 64, 64)).shape == (2, 10)
+    assert json.loads((tmp_path / "a/config.json").read_text())["meta"]["steps"] == 3
+
+
+def test_denoiser_recipe_is_deterministic_and_loadable(tmp_path):
+    kw = dict(steps=2, batch_size=4, train_size=16, eval_size=20, threads=1)
+    train_mini_denoiser(tmp_path / "a", **kw)
+    train_mini_denoiser(tmp_path / "b", **kw)
+    a, b = load_denoiser(tmp_path / "a"), load_denoiser(tmp_path / "b")
+    sa, sb = a.unet.state_dict(), b.unet.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert a.one_shot(torch.rand(1, 3, 64, 64), 16 / 255).shape == (1, 3, 64, 64)
+
+
+def test_missing_checkpoints_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"config\.json"):
+        load_mini_vit(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        load_denoiser(tmp_path / "nowhere")
+
+
+def test_corrupt_vit_checkpoint_is_reported(tmp_path):
+    train_mini_vit(tmp_path / "v", steps=1, batch_size=4, train_size=10, eval_size=10, threads=1)
+    (tmp_path / "v/model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match="mini ViT"):
+        load_mini_vit(tmp_path / "v")
