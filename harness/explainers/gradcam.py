@@ -1,0 +1,21 @@
+"""Attention GradCAM (Chefer's baseline; PROTOCOL.md section 3): heads are the channels."""
+
+from __future__ import annotations
+
+import torch
+
+from harness.explainers.hooks import attention_and_gradients
+from harness.explainers.registry import register
+from harness.models.classifier import ViTClassifier
+
+
+@register(
+    "attn_gradcam",
+    class_specific=True,
+    description="Last block's attention: ReLU(mean_h w_h A_L[h,0,1:]), w_h = mean_j dA_L[h,0,j].",
+)
+def attn_gradcam(model: ViTClassifier, images: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    attentions, grads = attention_and_gradients(model, images, target)
+    a, g = attentions[-1][:, :, 0, 1:], grads[-1][:, :, 0, 1:]
+    weights = g.mean(dim=-1, keepdim=True)
+    return (weights * a).mean(dim=1).clamp(min=0)
