@@ -1,0 +1,1 @@
+"""Diffusion Denoised Smoothing: timestep rules, variants, fusion."""

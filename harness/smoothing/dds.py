@@ -1,0 +1,257 @@
+"""Diffusion Denoised Smoothing around any explainer: a smoothed explainer is again an explainer.
+
+Each variant is a *purifier* ``purify(denoiser, images, sigma, generator) -> images``: it maps the
+m replicated copies of each input (all in [0,1] pixel space) to the images that get explained.
+Every copy is purified independently, so the m samples of a batch go through the denoiser and the
+explainer as one batch. `SmoothedExplainer` replicates, purifies and explains in batches, then fuses
+the m maps per image. Purifiers follow the ambient autograd mode (`SmoothedExplainer` runs them
+under no_grad; `harness.attacks.adaptive` differentiates through them).
+
+Noise levels `sigma` are pixel-space standard deviations (images in [0,1]) for every variant.
+FViT/Re define delta in [-1,1] space; `harness.smoothing.timesteps.model_space_std` converts
+(pixel sigma = delta / 2, so their delta = 8/255 is sigma = 4/255 here). See PROTOCOL.md section 4.
+
+Variants: carlini (one-shot), fvit, re, and the fvit-pipeline ablations noise_only and denoise_only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Generator, Tensor
+
+from harness.explainers.registry import Explainer, normalise_maps, resolve_target
+from harness.models.classifier import ViTClassifier
+from harness.models.denoiser import Denoiser
+from harness.smoothing.fusion import get_fusion
+
+Purifier = Callable[[Denoiser | None, torch.Tensor, float, torch.Generator], torch.Tensor]
+UnetCalls = Callable[[Denoiser | None, float], int]
+
+# FViT/Re's delta = 8/255 in [-1,1] space, in pixel units (see `model_space_std`).
+FVIT_DEFAULT_SIGMA = 4 / 255
+# Re's sample counts: the explainer cannot know whether its input was attacked, so the caller picks.
+RE_SAMPLES_CLEAN, RE_SAMPLES_ATTACKED = 10, 2
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A DDS variant: its purifier, defaults, and the UNet calls one sample costs at a noise level.
+
+    unet_calls(denoiser, sigma) also validates sigma for the variant (raises ValueError).
+    """
+
+    name: str
+    purify: Purifier
+    needs_denoiser: bool
+    default_samples: int
+    default_fusion: str
+    description: str
+    default_sigma: float = 0.12
+    unet_calls: UnetCalls = lambda denoiser, sigma: 0
+
+
+VARIANTS: dict[str, Variant] = {}
+
+
+def register_variant(
+    name: str,
+    *,
+    needs_denoiser: bool,
+    default_samples: int,
+    default_fusion: str,
+    description: str,
+    default_sigma: float = 0.12,
+    unet_calls: UnetCalls | None = None,
+) -> Callable[[Purifier], Purifier]:
+    """Decorator: register purifier `fn` as DDS variant `name` (sigma defaults in pixel units)."""
+
+    def deco(fn: Purifier) -> Purifier:
+        calls = unet_calls or (lambda denoiser, sigma: 0)
+        VARIANTS[name] = Variant(
+            name, fn, needs_denoiser, default_samples, default_fusion, description, default_sigma, calls
+        )
+        return fn
+
+    return deco
+
+
+def get_variant(name: str) -> Variant:
+    try:
+        return VARIANTS[name]
+    except KeyError:
+        raise KeyError(f"unknown DDS variant {name!r}; choose from {sorted(VARIANTS)}") from None
+
+
+def gaussian_like(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    return torch.randn(images.shape, generator=generator, device=images.device, dtype=images.dtype)
+
+
+def _require(denoiser: Denoiser | None, variant: str) -> Denoiser:
+    if denoiser is None:
+        raise ValueError(f"DDS variant {variant!r} needs a denoiser; got None")
+    return denoiser
+
+
+def _fvit_calls(denoiser: Denoiser | None, sigma: float) -> int:
+    return _require(denoiser, "fvit").fvit_num_steps(sigma)
+
+
+@register_variant(
+    "carlini",
+    needs_denoiser=True,
+    default_samples=8,
+    default_fusion="mean",
+    default_sigma=0.12,
+    unet_calls=lambda denoiser, sigma: 1,
+    description="Carlini et al. one-shot: x + sigma*eps, one UNet call at t*(sigma), explain x0_hat.",
+)
+def purify_carlini(denoiser: Denoiser | None, images: Tensor, sigma: float, gen: Generator) -> Tensor:
+    return _require(denoiser, "carlini").denoise_one_shot(images + sigma * gaussian_like(images, gen), sigma)
+
+
+@register_variant(
+    "fvit",
+    needs_denoiser=True,
+    default_samples=2,
+    default_fusion="drop_low_max",
+    default_sigma=FVIT_DEFAULT_SIGMA,
+    unet_calls=_fvit_calls,
+    description="FViT: multi-step ancestral denoise (250-respaced chain, per-step-beta rule), then add "
+    "N(0, sigma^2), clamp; trial_num = 2; drop lowest 10% then max.",
+)
+def purify_fvit(denoiser: Denoiser | None, images: Tensor, sigma: float, gen: Generator) -> Tensor:
+    denoised = _require(denoiser, "fvit").fvit_denoise(images, sigma, gen, clip=False)
+    return (denoised + sigma * gaussian_like(images, gen)).clamp(0.0, 1.0)
+
+
+@register_variant(
+    "re",
+    needs_denoiser=True,
+    default_samples=RE_SAMPLES_CLEAN,
+    default_fusion="mean",
+    default_sigma=FVIT_DEFAULT_SIGMA,
+    unet_calls=_fvit_calls,
+    description="Re: add N(0, sigma^2), then FViT's denoise (which adds noise again), clamp; mean fusion. "
+    f"Re uses m = {RE_SAMPLES_CLEAN} on clean and m = {RE_SAMPLES_ATTACKED} on attacked inputs: "
+    "pass samples.",
+)
+def purify_re(denoiser: Denoiser | None, images: Tensor, sigma: float, gen: Generator) -> Tensor:
+    return _require(denoiser, "re").fvit_denoise(images + sigma * gaussian_like(images, gen), sigma, gen)
+
+
+@register_variant(
+    "noise_only",
+    needs_denoiser=False,
+    default_samples=2,
+    default_fusion="drop_low_max",
+    default_sigma=FVIT_DEFAULT_SIGMA,
+    description="Ablation of fvit without the denoiser: add N(0, sigma^2), clamp.",
+)
+def purify_noise_only(denoiser: Denoiser | None, images: Tensor, sigma: float, gen: Generator) -> Tensor:
+    return (images + sigma * gaussian_like(images, gen)).clamp(0.0, 1.0)
+
+
+@register_variant(
+    "denoise_only",
+    needs_denoiser=True,
+    default_samples=2,
+    default_fusion="drop_low_max",
+    default_sigma=FVIT_DEFAULT_SIGMA,
+    unet_calls=_fvit_calls,
+    description="Ablation of fvit without added noise: FViT's multi-step denoise of the input itself "
+    "(steps from sigma; the sampler's own per-step noise stays), clamp.",
+)
+def purify_denoise_only(denoiser: Denoiser | None, images: Tensor, sigma: float, gen: Generator) -> Tensor:
+    return _require(denoiser, "denoise_only").fvit_denoise(images, sigma, gen, add_noise=False)
+
+
+def check_sigma(sigma: float) -> float:
+    """Pixel-space noise levels live in (0, 1]; anything else is almost surely a unit mistake."""
+    sigma = float(sigma)
+    if not (0.0 < sigma <= 1.0):
+        raise ValueError(
+            f"DDS noise level sigma={sigma} is out of range: it is a standard deviation in [0,1] pixel units "
+            "(e.g. 0.12 or 16/255), and must lie in (0, 1]"
+        )
+    return sigma
+
+
+@dataclass(frozen=True)
+class SmoothedExplainer:
+    """`explainer` wrapped by DDS `variant`: explain each of `samples` purified copies, then fuse.
+
+    sigma: pixel-space noise std (None = the variant's default: 0.12 for carlini, 4/255 for the
+    fvit family, i.e. FViT/Re's delta = 8/255 in [-1,1] space); samples: m per image (None = the
+    variant's default; for `re` pass RE_SAMPLES_ATTACKED on attacked inputs); fusion: name in
+    `harness.smoothing.fusion.FUSIONS` (None = the variant's default); seed: seeds the noise, so a
+    call is deterministic for a given batch; max_batch: images per explainer/denoiser batch.
+    target=None explains the class the model predicts on the *input* images, and every sample
+    explains that same class.
+    """
+
+    explainer: Explainer
+    denoiser: Denoiser | None
+    variant: str = "carlini"
+    sigma: float | None = None
+    samples: int | None = None
+    fusion: str | None = None
+    seed: int = 0
+    max_batch: int = 64
+    spec: Variant = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        spec = get_variant(self.variant)
+        object.__setattr__(self, "spec", spec)
+        sigma = spec.default_sigma if self.sigma is None else self.sigma
+        object.__setattr__(self, "sigma", check_sigma(sigma))
+        if spec.needs_denoiser and self.denoiser is None:
+            raise ValueError(f"DDS variant {self.variant!r} needs a denoiser; got None")
+        if self.n_samples < 1:
+            raise ValueError(f"samples must be >= 1, got {self.n_samples}")
+        get_fusion(self.fusion_name)
+        self.unet_calls_per_sample  # validates sigma for the variant  # noqa: B018
+
+    @property
+    def n_samples(self) -> int:
+        return self.spec.default_samples if self.samples is None else int(self.samples)
+
+    @property
+    def fusion_name(self) -> str:
+        return self.spec.default_fusion if self.fusion is None else self.fusion
+
+    @property
+    def unet_calls_per_sample(self) -> int:
+        """UNet forward calls one sample costs (carlini 1; fvit/re/denoise_only the rule's steps)."""
+        return self.spec.unet_calls(self.denoiser, self.sigma)
+
+    @property
+    def label(self) -> str:
+        base = getattr(self.explainer, "label", getattr(self.explainer, "__name__", "explainer"))
+        return f"{base}+dds[{self.variant}]"
+
+    def __call__(
+        self, model: ViTClassifier, images: torch.Tensor, target: torch.Tensor | int | None = None
+    ) -> torch.Tensor:
+        model.check_images(images)
+        target = resolve_target(model, images, target)
+        m = self.n_samples
+        reps = images.repeat_interleave(m, dim=0)
+        rep_target = target.repeat_interleave(m, dim=0)
+        gen = torch.Generator(device=images.device).manual_seed(self.seed)
+        maps = []
+        for i in range(0, reps.shape[0], self.max_batch):
+            with torch.no_grad():
+                purified = self.spec.purify(self.denoiser, reps[i : i + self.max_batch], self.sigma, gen)
+            maps.append(self.explainer(model, purified, rep_target[i : i + self.max_batch]))
+        stacked = torch.cat(maps).view(images.shape[0], m, *maps[0].shape[1:])
+        return normalise_maps(get_fusion(self.fusion_name)(stacked))
+
+
+def smooth(
+    explainer: Explainer, denoiser: Denoiser | None, variant: str = "carlini", **options
+) -> SmoothedExplainer:
+    """Wrap `explainer` with DDS `variant` (see `SmoothedExplainer` for the options)."""
+    return SmoothedExplainer(explainer, denoiser, variant, **options)
