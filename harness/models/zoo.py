@@ -1,0 +1,61 @@
+"""Classifiers by name: the embedded mini ViT, or a paper-scale timm ViT from a local weights file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import timm
+
+from harness.models.classifier import ViTClassifier
+from harness.models.mini import MINI_VIT_DIR, load_mini_vit
+
+# name -> (timm model name, environment variable for the weights file, where to obtain it)
+PAPER_MODELS: dict[str, tuple[str, str, str]] = {
+    "vit_base_patch16_224": (
+        "vit_base_patch16_224.orig_in21k_ft_in1k",
+        "FVIT_VIT_B16_WEIGHTS",
+        "jx_vit_base_p16_224-80ecf9dd.pth from the timm/pytorch-image-models v0.1 release "
+        "(github.com/huggingface/pytorch-image-models/releases), or the hub repo "
+        "timm/vit_base_patch16_224.orig_in21k_ft_in1k (model.safetensors)",
+    ),
+    "deit_base_patch16_224": (
+        "deit_base_patch16_224",
+        "FVIT_DEIT_B_WEIGHTS",
+        "deit_base_patch16_224-b5f2ef4d.pth from facebookresearch/deit (README, DeiT-base), or the hub repo "
+        "timm/deit_base_patch16_224.fb_in1k (model.safetensors)",
+    ),
+}
+MODEL_NAMES = ("mini-vit", *PAPER_MODELS)
+
+
+def paper_weights_path(name: str, weights: str | Path | None = None) -> Path:
+    """The local weights file of a paper model: the argument, else its environment variable."""
+    timm_name, env, source = PAPER_MODELS[name]
+    path = weights or os.environ.get(env)
+    if not path:
+        raise FileNotFoundError(
+            f"{name}: no weights file given. Pass --weights PATH or set {env}=PATH to a local copy of {source}."
+        )
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{name}: weights file {path} does not exist. Obtain {source}.")
+    return path
+
+
+def load_classifier(name: str, weights: str | Path | None = None) -> ViTClassifier:
+    """Load a classifier behind the [0,1] interface; paper models load only from local files."""
+    if name == "mini-vit":
+        return load_mini_vit(weights or MINI_VIT_DIR)
+    if name not in PAPER_MODELS:
+        raise KeyError(f"unknown model {name!r}; choose from {', '.join(MODEL_NAMES)}")
+    path = paper_weights_path(name, weights)
+    timm_name = PAPER_MODELS[name][0]
+    try:
+        vit = timm.create_model(
+            timm_name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path), custom_load=False)
+        )
+    except Exception as err:  # timm raises a variety of errors for a wrong or corrupt file
+        raise ValueError(f"{path} could not be loaded as {timm_name}: {err}") from err
+    cfg = vit.pretrained_cfg
+    return ViTClassifier(vit, cfg["mean"], cfg["std"], name=name)

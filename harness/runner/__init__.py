@@ -1,0 +1,1 @@
+"""Experiment runners: items x methods x DDS variants x radii -> per-item rows -> tables."""

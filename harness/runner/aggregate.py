@@ -1,0 +1,80 @@
+"""Per-item rows -> dataset-level tables (pandas)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from harness.metrics.perturbation import chefer_auc, re_auc
+from harness.metrics.segmentation import aggregate_segmentation
+
+GROUP = ["method", "dds", "radius_255"]
+
+
+def segmentation_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """pixel_accuracy, mIoU, mAP (percent) per (method, dds, radius), with accuracy under attack."""
+    out = []
+    for (method, variant, radius), group in rows.groupby(GROUP, sort=True):
+        out.append(
+            {
+                "method": method,
+                "dds": variant,
+                "radius_255": radius,
+                **aggregate_segmentation(group.to_dict("records")),
+                "top1_under_attack": 100.0 * float((group["pred"] == group["label"]).mean()),
+                "prediction_flipped": 100.0 * float((group["pred"] != group["clean_pred"]).mean()),
+                "n_images": len(group),
+            }
+        )
+    return pd.DataFrame(out)
+
+
+def perturbation_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Positive/negative perturbation AUCs per (method, dds, radius, explained class), both conventions.
+
+    Chefer AUC: trapezoid over x = 0..0.9 of [clean acc, acc@0.1..0.9] x 100 (max 90);
+    Re AUC: trapezoid of acc@0.1..0.9 / 8 (max 1). Positive: lower is better; negative: higher.
+    """
+    out = []
+    modes = [c.split("_", 1)[1] for c in rows.columns if c.startswith("positive_")]
+    for (method, variant, radius), group in rows.groupby(GROUP, sort=True):
+        for mode in modes:
+            entry = {"method": method, "dds": variant, "radius_255": radius, "explained": mode}
+            for direction in ("positive", "negative"):
+                curve = np.asarray(group[f"{direction}_{mode}"].tolist(), dtype=float).mean(axis=0)
+                entry[f"{direction}_auc_chefer"] = float(chefer_auc(curve))
+                entry[f"{direction}_auc_re"] = float(re_auc(curve))
+            entry["clean_top1"] = float(curve[0])
+            entry["n_images"] = len(group)
+            out.append(entry)
+    return pd.DataFrame(out)
+
+
+def faithfulness_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """FViT faithfulness under attack: mean top-k overlap (clean vs attacked map) and prediction agreement."""
+    attacked = rows[rows["radius_255"] > 0]
+    out = []
+    for (method, variant, radius), group in attacked.groupby(GROUP, sort=True):
+        out.append(
+            {
+                "method": method,
+                "dds": variant,
+                "radius_255": radius,
+                "topk_overlap": float(group["topk_overlap"].astype(float).mean()),
+                "prediction_agreement": float((group["pred"] == group["clean_pred"]).mean()),
+                "n_images": len(group),
+            }
+        )
+    return pd.DataFrame(out)
+
+
+def all_tables(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Every table the rows support: segmentation, perturbation, faithfulness."""
+    tables = {}
+    if "ap" in rows.columns:
+        tables["segmentation"] = segmentation_table(rows)
+    if any(c.startswith("positive_") for c in rows.columns):
+        tables["perturbation"] = perturbation_table(rows)
+    if (rows["radius_255"] > 0).any():
+        tables["faithfulness"] = faithfulness_table(rows)
+    return tables

@@ -1,0 +1,133 @@
+"""Run an experiment (optionally one shard of it), merge shards, and write its tables."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from harness.report.tables import CONVENTIONS, write_table
+from harness.runner.aggregate import all_tables
+from harness.runner.config import ExperimentConfig
+from harness.runner.experiment import distributed_shard, load_rows, merge_shards, run_experiment
+
+REPORTS = Path("reports")
+CLAIMS_DIR = REPORTS / "claims"
+COST_DIR = REPORTS / "cost"
+GALLERY_METHOD = "transformer_attribution"
+TITLES = {
+    "segmentation": "Segmentation (explanation map vs object mask), without and with DDS",
+    "perturbation": "Perturbation tests (pixels of the clean image deleted by the map's ranking)",
+    "faithfulness": "FViT faithfulness under attack (clean vs attacked explanation)",
+}
+
+
+def _sigma_text(spec) -> str:
+    from harness.smoothing.dds import get_variant
+
+    sigma = spec.sigma if spec.sigma is not None else get_variant(spec.variant).default_sigma
+    return f"{sigma:.4f} in [0,1] pixel units ({sigma * 255:.1f}/255)"
+
+
+def write_tables(cfg: ExperimentConfig, out_dir: Path, rows: pd.DataFrame) -> dict[str, Path]:
+    """Write every table the rows support as CSV + markdown; returns markdown paths by table name."""
+    world = "embedded world (an analogue, not the paper's data)" if cfg.dataset == "embedded" else cfg.dataset
+    dds = "; ".join(
+        f"{d.variant}: sigma {_sigma_text(d)}, samples "
+        f"{d.samples if d.samples is not None else 'variant default'}" for d in cfg.dds
+    ) or "off"
+    context = [
+        f"Run `{cfg.name}`: model {cfg.model}, dataset {world}, {rows['item_id'].nunique()} images, seed {cfg.seed}.",
+        f"DDS: {dds}.",
+        f"Attack: PGD L-inf, {cfg.attack_steps} steps of radius/5, random start, cross-entropy on the predicted class.",
+        f"Config hash {cfg.config_hash()}.",
+    ]
+    paths = {}
+    for name, table in all_tables(rows).items():
+        _, md = write_table(table, out_dir, name, TITLES[name], CONVENTIONS[name], context)
+        paths[name] = md
+    return paths
+
+
+def run_and_report(
+    cfg: ExperimentConfig, out_dir: str | Path, shard: int | None = None, num_shards: int | None = None,
+    progress: bool = True,
+) -> dict[str, Path]:
+    """Run `cfg` (resuming), then, once every shard is in, merge and write tables.
+
+    Without explicit shard arguments the shard comes from torchrun (RANK/WORLD_SIZE) or Slurm
+    array variables; with several shards under torchrun, rank 0 merges after a gloo barrier.
+    """
+    out_dir = Path(out_dir)
+    if shard is None or num_shards is None:
+        shard, num_shards = distributed_shard()
+    run_experiment(cfg, out_dir, shard, num_shards, progress=progress)
+    if num_shards > 1:
+        if not _barrier_if_distributed():
+            return {}  # a Slurm array task: merge later with `fvit-bench merge`
+        if shard != 0:
+            return {}
+        merge_shards(out_dir, cfg, num_shards)
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+    paths = write_tables(cfg, out_dir, load_rows(out_dir, cfg))
+    paths["report"] = write_report(cfg, out_dir)
+    return paths
+
+
+def _barrier_if_distributed() -> bool:
+    """Under torchrun: init gloo, wait for every rank, return True. Otherwise False."""
+    if "TORCHELASTIC_RUN_ID" not in os.environ and "MASTER_ADDR" not in os.environ:
+        return False
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+    dist.barrier()
+    return True
+
+
+def write_gallery(cfg: ExperimentConfig, out_dir: Path, n_images: int = 4) -> Path:
+    """Maps of the first images: plain vs the run's first DDS variant, clean and at the largest radius."""
+    from harness.data.registry import get_dataset
+    from harness.explainers.registry import get_explainer
+    from harness.models.zoo import load_classifier
+    from harness.report.gallery import render_gallery
+    from harness.runner.experiment import load_denoiser_for
+    from harness.smoothing.dds import smooth
+
+    model = load_classifier(cfg.model, cfg.weights)
+    dataset = get_dataset(cfg.dataset, cfg.dataset_root)
+    items = [dataset[i] for i in range(min(n_images, len(dataset)))]
+    images = torch.stack([it.image for it in items])
+    masks = torch.stack([it.mask for it in items])
+    methods = cfg.resolved_methods()
+    method = GALLERY_METHOD if GALLERY_METHOD in methods else methods[0]
+    explainers = {method: get_explainer(method)}
+    if cfg.dds:
+        spec = cfg.dds[0]
+        explainers[f"{method} + DDS {spec.variant}"] = smooth(
+            get_explainer(method), load_denoiser_for(cfg), spec.variant, sigma=spec.sigma, samples=spec.samples,
+            fusion=spec.fusion, seed=cfg.seed,
+        )
+    radius = max(cfg.radii)
+    return render_gallery(model, images, masks, explainers, radius, out_dir / "figures" / "gallery.png", cfg.seed)
+
+
+def write_report(cfg: ExperimentConfig, out_dir: Path, claims_dir: Path = CLAIMS_DIR,
+                 cost_dir: Path = COST_DIR) -> Path:
+    """report.html/.md of a run folder: its tables and plots, the gallery, and the latest verdicts and cost."""
+    from harness.report.html import build_report
+    from harness.report.plots import plot_tables
+
+    tables = {name: out_dir / f"{name}.csv" for name in TITLES}
+    tables["verdicts"] = claims_dir / "verdicts.csv"
+    tables["cost"] = cost_dir / "cost.csv"
+    frames = {name: pd.read_csv(path) for name, path in tables.items() if name in TITLES and path.is_file()}
+    figures = [(f"{p.stem.replace('_', ' ')}", p) for p in plot_tables(frames, out_dir / "figures")]
+    figures.append(("gallery: image, mask, maps without and with DDS, clean and attacked", write_gallery(cfg, out_dir)))
+    html_path, _ = build_report(out_dir, tables, figures, title=f"fvit-bench report: {cfg.name}")
+    return html_path

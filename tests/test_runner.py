@@ -1,0 +1,148 @@
+"""The experiment runner: persisted rows, resume after SIGKILL, shards that merge to the same result."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from harness.runner.aggregate import all_tables
+from harness.runner.config import DDSSpec, ExperimentConfig, load_config
+from harness.runner.experiment import load_rows, merge_shards, run_experiment
+from harness.runner.plan import shard_chunks, unit_seed
+
+SMALL = ExperimentConfig(
+    name="small",
+    methods=("rollout", "raw_attention"),
+    dds=(DDSSpec("carlini", sigma=32 / 255, samples=2),),
+    radii_255=(0, 8),
+    limit=8,
+    batch_size=2,
+)
+CLI = [sys.executable, "-m", "harness.cli"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def _write_config(path: Path, cfg: ExperimentConfig) -> Path:
+    data = cfg.to_dict()
+    path.write_text(yaml.safe_dump(data))
+    assert load_config(path) == cfg
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> pd.DataFrame:
+    """SMALL run uninterrupted in a single process with one thread."""
+    out = tmp_path_factory.mktemp("reference")
+    cfg_path = _write_config(out / "small.yaml", SMALL)
+    subprocess.run([*CLI, "run", "--config", str(cfg_path), "--out", str(out), "--threads", "1"],
+                   check=True, env=ENV, capture_output=True)
+    return load_rows(out, SMALL)
+
+
+def test_rows_cover_every_unit_and_tables_follow(reference):
+    assert len(reference) == 8 * 2 * 4  # items x radii x (2 methods x {none, carlini})
+    assert not reference.duplicated(["item_id", "method", "dds", "radius_255"]).any()
+    tables = all_tables(reference)
+    assert set(tables) == {"segmentation", "perturbation", "faithfulness"}
+    seg = tables["segmentation"]
+    assert seg[["pixel_accuracy", "mIoU", "mAP"]].apply(lambda c: c.between(0, 100)).all().all()
+    assert tables["perturbation"]["positive_auc_chefer"].between(0, 90).all()
+    assert tables["faithfulness"]["topk_overlap"].between(0, 1).all()
+
+
+def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, reference):
+    cfg_path = _write_config(tmp_path / "small.yaml", SMALL)
+    cmd = [*CLI, "run", "--config", str(cfg_path), "--out", str(tmp_path), "--threads", "1"]
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    store, deadline, stored = tmp_path / "rows.sqlite", time.time() + 240, 0
+    while time.time() < deadline and proc.poll() is None:
+        if store.exists():
+            try:
+                with sqlite3.connect(store) as conn:
+                    stored = conn.execute("SELECT COUNT(*) FROM units").fetchone()[0]
+            except sqlite3.OperationalError:
+                stored = 0
+            if stored >= 5:
+                break
+        time.sleep(0.2)
+    assert proc.poll() is None, "the run finished before it could be killed; make SMALL bigger"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = load_rows(tmp_path, SMALL)
+    assert 0 < len(partial) < len(reference)
+    subprocess.run(cmd, check=True, env=ENV, capture_output=True)
+    pd.testing.assert_frame_equal(load_rows(tmp_path, SMALL), reference)
+
+
+@pytest.mark.slow
+def test_two_torchrun_shards_merge_to_the_single_process_result(tmp_path, reference):
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    assert torchrun, "torchrun not found next to the interpreter"
+    cfg_path = _write_config(tmp_path / "small.yaml", SMALL)
+    subprocess.run(
+        [torchrun, "--standalone", "--nproc-per-node=2", "-m", "harness.cli", "run", "--config", str(cfg_path),
+         "--out", str(tmp_path), "--threads", "1"],
+        check=True, env=ENV, capture_output=True,
+    )
+    assert (tmp_path / "rows.shard000of002.sqlite").is_file() and (tmp_path / "rows.shard001of002.sqlite").is_file()
+    pd.testing.assert_frame_equal(load_rows(tmp_path, SMALL), reference)
+
+
+def test_shards_partition_the_chunks():
+    parts = [shard_chunks(23, 4, s, 3) for s in range(3)]
+    chunks = sorted(k for part in parts for k, _ in part)
+    assert chunks == list(range(6))
+    with pytest.raises(ValueError, match="shard"):
+        shard_chunks(10, 2, 3, 3)
+
+
+def test_unit_seed_depends_only_on_its_key():
+    assert unit_seed(0, 3, 8.0) == unit_seed(0, 3, 8)
+    assert len({unit_seed(0, c, r) for c in range(5) for r in (0, 8)}) == 10
+
+
+def test_store_refuses_another_config(tmp_path):
+    run_experiment(SMALL.replace(limit=2, methods=("raw_attention",), dds=()), tmp_path, progress=False)
+    with pytest.raises(ValueError, match="another configuration"):
+        run_experiment(SMALL.replace(limit=2, seed=1, methods=("raw_attention",), dds=()), tmp_path, progress=False)
+
+
+def test_merge_names_a_missing_shard(tmp_path):
+    with pytest.raises(FileNotFoundError, match="shard 0 of 2"):
+        merge_shards(tmp_path, SMALL, 2)
+
+
+def test_config_errors_are_named(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("radii: [0, 8]\n")
+    with pytest.raises(ValueError, match="unknown config key"):
+        load_config(bad)
+    with pytest.raises(ValueError, match="1/255"):
+        ExperimentConfig(radii_255=(300,))
+    with pytest.raises(FileNotFoundError):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_shard_from_environment(monkeypatch):
+    from harness.runner.experiment import distributed_shard
+
+    for var in ("RANK", "WORLD_SIZE", "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN"):
+        monkeypatch.delenv(var, raising=False)
+    assert distributed_shard() == (0, 1)
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "5")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "4")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "2")
+    assert distributed_shard() == (3, 4)
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert distributed_shard() == (1, 2)
