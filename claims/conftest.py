@@ -1,0 +1,110 @@
+"""Claims suite plumbing: the experiments claims are measured on, and the verdict table.
+
+Every `pytest claims/` run writes reports/claims/verdicts.md and .csv (claim, reported, measured,
+delta, tolerance, held / failed / xfailed / skipped and why), whether it passes or fails.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness.claims.evaluate import Verdict
+from harness.claims.registry import Claim
+
+VERDICT_DIR = Path(__file__).resolve().parents[1] / "reports" / "claims"
+# The embedded-world analogue experiment (one run shared by every embedded claim).
+EMBEDDED_IMAGES = 60
+EMBEDDED_SIGMA = 32 / 255  # carlini DDS noise std, [0,1] pixel units
+EMBEDDED_SAMPLES = 8
+
+_VERDICTS: dict[str, dict] = {}
+
+
+def record(verdict: Verdict, status: str | None = None, reason: str = "") -> None:
+    c = verdict.claim
+    _VERDICTS[c.id] = {
+        "claim": c.id,
+        "world": c.world,
+        "statement": c.statement,
+        "metric": f"{c.metric} ({c.convention})",
+        "reported": c.reported if c.kind == "value" else c.relation,
+        "measured": verdict.measured,
+        "measured_without_dds": verdict.measured_none,
+        "delta": verdict.delta,
+        "tolerance": c.tolerance,
+        "verdict": status or verdict.status,
+        "why": reason or verdict.reason,
+    }
+
+
+def record_skip(claim: Claim, reason: str) -> None:
+    record(Verdict(claim, None, None, None, None, reason), "skipped", reason)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if not _VERDICTS:
+        return
+    from harness.report.tables import write_table
+
+    table = pd.DataFrame(sorted(_VERDICTS.values(), key=lambda r: (r["world"], r["claim"])))
+    counts = table["verdict"].value_counts().to_dict()
+    write_table(
+        table, VERDICT_DIR, "verdicts", "Claim verdicts",
+        (
+            "reported: the published value, or the relation a claim asserts between the explanation with DDS "
+            "(measured) and without (measured_without_dds) in the same setting.",
+            "delta: measured - reported (values) or measured - measured_without_dds (relations), in the metric's "
+            "unit; a relation `dds >= none` holds when delta >= -tolerance, `dds <= none` when delta <= tolerance.",
+            "verdict: held / failed / xfailed (a known departure, with the measured numbers) / skipped (why).",
+            "embedded-* claims are analogues on the embedded world, not the papers' results.",
+        ),
+        context=[f"Counts: {counts}", f"pytest exit status: {int(exitstatus)}"],
+    )
+
+
+@pytest.fixture(scope="session")
+def embedded_tables(tmp_path_factory):
+    """Tables of the embedded-world analogue experiment: every method, plain vs carlini DDS, radii 0 and 8/255."""
+    from harness.runner.aggregate import all_tables
+    from harness.runner.config import DDSSpec, ExperimentConfig
+    from harness.runner.experiment import load_rows, run_experiment
+
+    cfg = ExperimentConfig(
+        name="claims-embedded",
+        dds=(DDSSpec("carlini", sigma=EMBEDDED_SIGMA, samples=EMBEDDED_SAMPLES),),
+        radii_255=(0, 8),
+        tasks=("segmentation", "perturbation"),
+        explain_classes=("pred",),
+        limit=EMBEDDED_IMAGES,
+        batch_size=20,
+    )
+    # FVIT_CLAIMS_CACHE keeps (and resumes) the run between sessions; by default it is fresh.
+    out = Path(os.environ.get("FVIT_CLAIMS_CACHE") or tmp_path_factory.mktemp("claims-embedded"))
+    run_experiment(cfg, out, progress=False)
+    return all_tables(load_rows(out, cfg))
+
+
+@pytest.fixture(scope="session")
+def paper_tables():
+    """Paper-scale tables per dataset, computed (and resumed) under $FVIT_CLAIMS_OUT on first use."""
+    from harness.claims.paper import paper_config
+    from harness.claims.registry import load_claims
+    from harness.runner.aggregate import all_tables
+    from harness.runner.experiment import load_rows, run_experiment
+
+    cache: dict[str, dict[str, pd.DataFrame]] = {}
+    root = Path(os.environ.get("FVIT_CLAIMS_OUT", VERDICT_DIR / "paper-runs"))
+
+    def get(dataset: str) -> dict[str, pd.DataFrame]:
+        if dataset not in cache:
+            cfg = paper_config([c for c in load_claims() if c.world == "paper"], dataset)
+            out = root / dataset
+            run_experiment(cfg, out)
+            cache[dataset] = all_tables(load_rows(out, cfg))
+        return cache[dataset]
+
+    return get

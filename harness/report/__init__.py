@@ -1,0 +1,1 @@
+"""Reports: tables (CSV + markdown), plots and the HTML page."""

@@ -1,0 +1,64 @@
+"""Write result tables as CSV and as markdown with their units and conventions stated."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+SEGMENTATION_CONVENTIONS = (
+    "radius_255: L-infinity PGD radius in [0,1] pixel units times 255 (PGD: 10 steps of radius/5, random start, "
+    "cross-entropy on the predicted class; 0 = clean).",
+    "dds: `none` = plain explanation; otherwise the DDS variant, noise sigma in [0,1] pixel units.",
+    "pixel_accuracy, mIoU, mAP: percent; map thresholded at its own mean; pixel accuracy micro-averaged, mIoU "
+    "over {bg, fg} of dataset-summed intersections / unions, mAP = mean per-image AP of [1-map, map].",
+    "top1_under_attack: percent of images whose (attacked) prediction equals the label; prediction_flipped: "
+    "percent whose prediction changed from the clean one.",
+)
+
+
+RADIUS = (
+    "radius_255: L-infinity PGD radius in [0,1] pixel units times 255 (0 = clean image); PGD takes 10 steps "
+    "of radius/5 from a random start, maximising cross-entropy of the predicted class."
+)
+DDS = "dds: `none` = the plain explanation; otherwise the DDS variant (noise sigma in [0,1] pixel units, see above)."
+CONVENTIONS: dict[str, tuple[str, ...]] = {
+    "segmentation": (RADIUS, DDS, *SEGMENTATION_CONVENTIONS[2:]),
+    "perturbation": (
+        RADIUS,
+        DDS,
+        "explained: `pred` = the class predicted on the (attacked) input; `target` = the label.",
+        "Pixels of the CLEAN image are set to 0 (all channels) in the order of the (attacked, smoothed) map: "
+        "positive = most relevant first (lower AUC is better), negative = least relevant first (higher is better); "
+        "score = top-1 correctness against the label at 10%..90% deleted.",
+        "*_auc_chefer: Chefer's AUC = trapezoid over x = 0, 0.1..0.9 of [clean acc, acc@10%..90%] x 100 (max 90).",
+        "*_auc_re: Re's AUC = trapezoid (unit spacing) of acc@10%..90% / 8, no clean point (max 1).",
+    ),
+    "faithfulness": (
+        RADIUS,
+        DDS,
+        "topk_overlap: FViT's |T_k(map clean) & T_k(map attacked)| / k, k = the run's `topk` (fraction of pixels), "
+        "mean over images (fraction, higher = more stable).",
+        "prediction_agreement: fraction of images whose attacked prediction equals the clean one.",
+    ),
+}
+
+
+def markdown_table(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
+    return df.to_markdown(index=False, floatfmt=floatfmt)
+
+
+def write_table(
+    df: pd.DataFrame, out_dir: Path, stem: str, title: str, conventions: Sequence[str], context: Sequence[str] = ()
+) -> tuple[Path, Path]:
+    """Write `stem`.csv and `stem`.md (title, context lines, table, conventions) to `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path = out_dir / f"{stem}.csv", out_dir / f"{stem}.md"
+    df.to_csv(csv_path, index=False)
+    lines = [f"# {title}", ""]
+    lines += [f"- {c}" for c in context]
+    lines += ["", markdown_table(df), "", "Conventions:", ""]
+    lines += [f"- {c}" for c in conventions]
+    md_path.write_text("\n".join(lines) + "\n")
+    return csv_path, md_path

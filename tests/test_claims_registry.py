@@ -1,0 +1,68 @@
+"""The claims registry: in sync with its source, complete, and judged correctly."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import yaml
+
+from harness.claims.build import METHODS, build_claims
+from harness.claims.evaluate import evaluate, judge
+from harness.claims.paper import missing_inputs
+from harness.claims.registry import CLAIMS_FILE, Claim, load_claims
+
+
+def test_committed_yaml_equals_the_build():
+    assert yaml.safe_load(CLAIMS_FILE.read_text()) == yaml.safe_load(yaml.safe_dump(build_claims(), sort_keys=False))
+
+
+def test_every_protocol_claim_covers_every_method_in_both_worlds():
+    claims = load_claims()
+    for world in ("paper", "embedded"):
+        for tag in ("fvit-1", "fvit-2", "re-3"):
+            covered = {c.method for c in claims if c.world == world and c.claim == tag}
+            assert covered == set(METHODS), (world, tag)
+    anchors = [c for c in claims if c.claim == "anchor"]
+    assert {c.method for c in anchors} >= {"transformer_attribution", "rollout", "raw_attention", "lrp"}
+
+
+def _claim(**kw) -> Claim:
+    base = dict(id="x", claim="fvit-1", source="s", table="t", statement="s", world="embedded", model="m",
+                dataset="d", method="rollout", dds="carlini", attack="a", radius_255=8.0, metric="mIoU",
+                convention="percent", kind="relation", reported=None, relation="dds >= none", tolerance=0.0,
+                provenance="p", confidence="c")
+    return Claim(**{**base, **kw})
+
+
+def test_relations_and_values_are_judged_by_their_rule():
+    assert judge(_claim(), 51.0, 50.0).held
+    assert not judge(_claim(), 49.9, 50.0).held
+    assert judge(_claim(relation="dds <= none"), 10.0, 12.0).held
+    assert not judge(_claim(relation="dds <= none"), 12.5, 12.0).held
+    value = _claim(kind="value", reported=79.7, relation=None, tolerance=1.0)
+    assert judge(value, 80.6).held and not judge(value, 80.8).held
+    assert not judge(_claim(), float("nan"), 1.0).held
+
+
+def test_evaluate_reads_the_right_rows():
+    seg = pd.DataFrame([
+        {"method": "rollout", "dds": d, "radius_255": r, "mIoU": v}
+        for d, r, v in (("none", 0.0, 60.0), ("none", 8.0, 40.0), ("carlini", 8.0, 45.0), ("carlini", 0.0, 1.0))
+    ])
+    verdict = evaluate(_claim(), {"segmentation": seg})
+    assert (verdict.measured, verdict.measured_none, verdict.delta, verdict.held) == (45.0, 40.0, 5.0, True)
+
+
+def test_bad_claims_are_refused():
+    with pytest.raises(ValueError, match="relation"):
+        _claim(relation="better")
+    with pytest.raises(ValueError, match="reported"):
+        _claim(kind="value", relation=None)
+
+
+def test_paper_claims_name_what_is_missing(monkeypatch):
+    for var in ("FVIT_VIT_B16_WEIGHTS", "FVIT_IMAGENET_SEG", "FVIT_ADM_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    claim = _claim(world="paper", model="vit_base_patch16_224", dataset="imagenet-seg", dds="fvit")
+    text = " ".join(missing_inputs(claim))
+    assert "FVIT_VIT_B16_WEIGHTS" in text and "FVIT_IMAGENET_SEG" in text and "FVIT_ADM_DIR" in text
