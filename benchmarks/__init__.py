@@ -1,0 +1,8 @@
+"""asv suite of fvit-bench: time, peak memory, energy, CO2 and GPU-hours of the hot paths.
+
+Run from the repository root (see asv.conf.json and scripts/nightly.sh):
+    asv run --python=same --set-commit-hash $(git rev-parse HEAD)
+    asv publish && asv preview
+The environment is the existing one (fvit-bench installed in it, editable or not), so what runs is the
+installed code: run on a clean checkout of the commit named by --set-commit-hash.
+"""

@@ -1,0 +1,109 @@
+"""Paper-architecture cost without the weights: ViT-B/16 + ADM-256, random weights, on a CUDA device.
+
+Seconds per image, peak GPU memory and energy of Transformer Attribution (rollout if that method is
+not registered) plain and under every DDS variant at its default settings (sigma, samples). Random weights
+cost the same time and memory as the published ones. Rows also go to reports/cost/paper_cost.{md,csv}.
+Skipped without a CUDA device (a CPU run of ADM-256 would take hours).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness.cost.bench import benchmark_with_energy
+from harness.cost.timing import PLAIN
+from harness.explainers.registry import get_explainer, names
+from harness.smoothing.dds import VARIANTS, smooth
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(
+        not torch.cuda.is_available(), reason="no CUDA device: paper-architecture cost needs a GPU"
+    ),
+]
+
+METHOD = "transformer_attribution" if "transformer_attribution" in names() else "rollout"
+REPORT_DIR = Path(__file__).resolve().parents[2] / "reports" / "cost"
+# guided-diffusion's 256x256 unconditional UNet as a diffusers UNet2DModel (ECOSYSTEM.md, 'diffusers').
+ADM_256_CONFIG = dict(
+    sample_size=256, in_channels=3, out_channels=6,
+    block_out_channels=(256, 256, 512, 512, 1024, 1024), layers_per_block=2,
+    down_block_types=("ResnetDownsampleBlock2D",) * 3 + ("AttnDownBlock2D",) * 3,
+    up_block_types=("AttnUpBlock2D",) * 3 + ("ResnetUpsampleBlock2D",) * 3,
+    attention_head_dim=64, resnet_time_scale_shift="scale_shift", downsample_type="resnet",
+    upsample_type="resnet", norm_num_groups=32, norm_eps=1e-5, attn_norm_num_groups=32,
+    flip_sin_to_cos=True, freq_shift=0,
+)
+
+
+@pytest.fixture(scope="module")
+def paper_world():
+    import timm
+    from diffusers import UNet2DModel
+
+    from harness.models.classifier import ViTClassifier
+    from harness.models.denoiser import Denoiser
+    from harness.smoothing.timesteps import linear_alphas_cumprod
+
+    torch.manual_seed(0)
+    vit = timm.create_model("vit_base_patch16_224", pretrained=False)
+    model = ViTClassifier(vit, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), name="vit_base_patch16_224 (random)").cuda()
+    unet = UNet2DModel(**ADM_256_CONFIG)
+    denoiser = Denoiser(unet, linear_alphas_cumprod(), name="adm-256 (random)").cuda()
+    images = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(0)).cuda()
+    return model, denoiser, images
+
+
+@pytest.fixture(scope="module")
+def paper_rows():
+    rows: list[dict] = []
+    yield rows
+    if rows:
+        import pandas as pd
+
+        from harness.report.tables import write_table
+
+        write_table(
+            pd.DataFrame(rows), REPORT_DIR, "paper_cost",
+            f"Paper-architecture cost: {METHOD} on ViT-B/16 (random weights) with ADM-256 DDS",
+            (
+                "seconds_per_image: codecarbon's duration of the timed calls / calls (CUDA synchronised).",
+                "peak_gpu_memory_gib: torch.cuda.max_memory_allocated over the timed calls, GiB.",
+                "energy_kwh_per_image (CPU + GPU + RAM) and kg_co2eq_per_image: codecarbon, offline.",
+                "sigma_255: DDS noise std in [0,1] pixel units x 255 (each variant's default).",
+            ),
+            (f"Device: {rows[0]['device']}; CPU power mode: {rows[0]['cpu_power_mode']}.",),
+        )
+
+
+@pytest.mark.parametrize("dds", [PLAIN, *VARIANTS])
+def test_paper_cost(benchmark, paper_world, paper_rows, dds):
+    model, denoiser, images = paper_world
+    explainer = get_explainer(METHOD)
+    if dds != PLAIN:
+        explainer = smooth(explainer, denoiser, dds)
+    benchmark.group = f"paper cost: {METHOD} on vit_base_patch16_224 + adm-256"
+    explainer(model, images)  # warm-up (cuDNN autotuning, lazy init)
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    maps = benchmark_with_energy(
+        benchmark, lambda: explainer(model, images), rounds=2, warmup_rounds=0, device="cuda", images=1
+    )
+    peak = torch.cuda.max_memory_allocated() / 2**30
+    info = benchmark.extra_info
+    info.update(method=METHOD, dds=dds, peak_gpu_memory_gib=peak)
+    paper_rows.append({
+        "method": METHOD, "dds": dds, "sigma_255": getattr(explainer, "sigma", float("nan")) * 255,
+        "samples_per_image": getattr(explainer, "n_samples", 1),
+        "seconds_per_image": info["seconds_per_call"], "peak_gpu_memory_gib": peak,
+        "energy_kwh_per_image": info["energy_kwh_per_image"],
+        "kg_co2eq_per_image": info["kg_co2eq_per_image"],
+        "gpu_hours_per_image": info["gpu_hours_per_call"], "device": info["device"],
+        "cpu_power_mode": info["cpu_power_mode"],
+    })
+    assert maps.shape == (1, 224, 224)
+    assert torch.isfinite(maps).all()
+    assert peak > 0

@@ -1,0 +1,95 @@
+"""The nightly regression plan: steps, threshold, and failure propagation (nothing heavy is run)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import pytest
+
+from harness.cost.nightly import (
+    DEFAULT_THRESHOLD,
+    Step,
+    check_threshold,
+    has_saved_benchmarks,
+    main,
+    plan,
+    run_steps,
+)
+
+
+def test_plan_runs_cpu_claims_compared_benchmarks_and_asv():
+    steps = {s.name: s.argv for s in plan("25%", "abc123")}
+    assert list(steps) == ["claims", "benchmarks", "asv machine", "asv run", "asv publish"]
+    assert steps["claims"][-4:] == ["claims", "-m", "not gpu", "-q"]
+    bench = steps["benchmarks"]
+    assert {"--benchmark-enable", "--benchmark-autosave", "--benchmark-compare",
+            "--benchmark-compare-fail=mean:25%"} <= set(bench)
+    at = bench.index("tests/bench")
+    assert bench[at + 1 : at + 3] == ["-m", "not gpu"]
+    run = steps["asv run"]
+    assert "--python=same" in run and run[run.index("--set-commit-hash") + 1] == "abc123"
+
+
+def test_without_a_commit_the_asv_step_fails_with_a_reason(tmp_path):
+    (step,) = plan(DEFAULT_THRESHOLD, None, claims=False, bench=False)
+    ((_, code, _),) = run_steps([step], root=tmp_path)
+    assert code != 0 and "no commit" in " ".join(step.argv)
+
+
+def test_statistic_of_the_gate_can_be_chosen():
+    (step,) = plan("30%", "x", claims=False, asv=False, stat="min")
+    assert "--benchmark-compare-fail=min:30%" in step.argv
+
+
+def test_skips_and_threshold_parsing():
+    assert plan("10%", "x", claims=False, bench=False, asv=False) == []
+    assert check_threshold(" 30% ") == "30%" and check_threshold("0.05") == "0.05"
+    for bad in ("abc", "-5%", "0"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            check_threshold(bad)
+
+
+def test_every_step_runs_and_failures_are_reported(tmp_path):
+    steps = [Step("bad", [sys.executable, "-c", "import sys; sys.exit(3)"]),
+             Step("good", [sys.executable, "-c", "print('ran')"])]
+    assert [code for _, code, _ in run_steps(steps, root=tmp_path)] == [3, 0]
+
+
+def test_dry_run_prints_the_plan(tmp_path, capsys):
+    from pytest_benchmark.utils import get_machine_id
+
+    (tmp_path / "asv.conf.json").write_text("{}")
+    assert main(["--dry-run", "--threshold", "40%", "--skip-asv", "--root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "saved, not compared" in out and "mean:40%" not in out and "asv" not in out
+    saved = tmp_path / ".benchmarks" / get_machine_id()
+    saved.mkdir(parents=True)
+    (saved / "0001_run.json").write_text("{}")
+    assert main(["--dry-run", "--threshold", "40%", "--skip-asv", "--root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "mean:40%" in out and "claims" in out
+
+
+def test_root_must_be_the_repository(tmp_path):
+    with pytest.raises(SystemExit):
+        main(["--dry-run", "--root", str(tmp_path)])
+
+
+def test_first_night_saves_without_comparing(tmp_path):
+    from pytest_benchmark.utils import get_machine_id
+
+    (step,) = plan("25%", "x", claims=False, asv=False, compare=False)
+    assert "--benchmark-autosave" in step.argv
+    assert not any(a.startswith("--benchmark-compare") for a in step.argv)
+    assert not has_saved_benchmarks(tmp_path)
+    saved = tmp_path / ".benchmarks" / get_machine_id()
+    saved.mkdir(parents=True)
+    (saved / "0001_run.json").write_text("{}")
+    assert has_saved_benchmarks(tmp_path)
+
+
+def test_help_renders(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0 and "--threshold" in capsys.readouterr().out
