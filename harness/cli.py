@@ -1,0 +1,349 @@
+"""The `fvit-bench` command line. Every subcommand has --help."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+DEFAULT_REPORTS = Path("reports")
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "embedded.yaml"
+
+
+def _numbers(text: str) -> list[float]:
+    """'0,8' -> [0.0, 8.0]."""
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _csv(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _config_from_args(args: argparse.Namespace):
+    from harness.runner.config import DDSSpec, load_config
+
+    cfg = load_config(args.config)
+    changes: dict = {}
+    for key in ("model", "weights", "dataset", "dataset_root", "denoiser", "limit", "batch_size", "seed"):
+        value = getattr(args, key, None)
+        if value is not None:
+            changes[key] = value
+    if args.methods is not None:
+        changes["methods"] = tuple(args.methods)
+    if args.radii is not None:
+        changes["radii_255"] = tuple(args.radii)
+    if args.tasks is not None:
+        changes["tasks"] = tuple(args.tasks)
+    if args.dds is not None or args.sigma is not None or args.samples is not None:
+        base = cfg.dds[0] if cfg.dds else DDSSpec()
+        variants = args.dds if args.dds is not None else [d.variant for d in cfg.dds]
+        changes["dds"] = tuple(
+            DDSSpec(v, sigma=args.sigma if args.sigma is not None else base.sigma,
+                    samples=args.samples if args.samples is not None else base.samples)
+            for v in variants
+        )
+    if args.all:
+        changes["limit"] = None
+    return cfg.replace(**changes) if changes else cfg
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.runner.main import run_and_report
+
+    _set_threads(args.threads)
+    cfg = _config_from_args(args)
+    start = time.perf_counter()
+    paths = run_and_report(cfg, Path(args.out), args.shard, args.num_shards)
+    for path in paths.values():
+        print(path.read_text())
+    if paths:
+        print(f"wrote {', '.join(str(p) for p in paths.values())} (+ .csv) and the per-item store "
+              f"{Path(args.out) / 'rows.sqlite'} in {time.perf_counter() - start:.0f} s")
+    else:
+        print(f"shard done; merge all shards with `fvit-bench merge --config ... --out {args.out} --num-shards N`")
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from harness.runner.config import load_config
+    from harness.runner.experiment import load_rows, merge_shards
+    from harness.runner.main import write_tables
+
+    cfg = load_config(args.config)
+    merge_shards(args.out, cfg, args.num_shards)
+    for path in write_tables(cfg, Path(args.out), load_rows(args.out, cfg)).values():
+        print(path.read_text())
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.runner.config import ExperimentConfig, config_from_dict
+    from harness.runner.main import write_report
+
+    out = Path(args.out)
+    cfg_file = out / "config.json"
+    if not cfg_file.is_file():
+        raise FileNotFoundError(f"{cfg_file} is missing: {out} is not the output folder of `fvit-bench run`")
+    cfg: ExperimentConfig = config_from_dict(json.loads(cfg_file.read_text()))
+    path = write_report(cfg, out, Path(args.claims), Path(args.cost))
+    print(f"wrote {path} and {path.with_suffix('.md')}")
+    return 0
+
+
+def cmd_claims(args: argparse.Namespace) -> int:
+    from harness.claims.build import write_claims
+    from harness.claims.registry import load_claims
+
+    if args.action == "build":
+        path = write_claims()
+        print(f"wrote {path} ({len(load_claims(path))} claims)")
+    else:
+        for claim in load_claims():
+            target = f"{claim.reported} +/- {claim.tolerance}" if claim.kind == "value" else claim.relation
+            print(f"{claim.id:70s} {claim.metric} ({claim.convention}): {target}")
+    return 0
+
+
+def cmd_train_mini(args: argparse.Namespace) -> int:
+    kw = dict(seed=args.seed, threads=args.threads)
+    if args.steps is not None:
+        kw["steps"] = args.steps
+    if args.batch_size is not None:
+        kw["batch_size"] = args.batch_size
+    if args.train_size is not None:
+        kw["train_size"] = args.train_size
+    if args.model == "vit":
+        from harness.models.mini import MINI_VIT_DIR
+        from harness.train.mini_vit import train_mini_vit
+
+        meta = train_mini_vit(Path(args.out or MINI_VIT_DIR), **kw)
+    else:
+        from harness.models.mini import MINI_DENOISER_DIR
+        from harness.train.mini_denoiser import train_mini_denoiser
+
+        meta = train_mini_denoiser(Path(args.out or MINI_DENOISER_DIR), **kw)
+    print(json.dumps(meta, indent=2))
+    return 0
+
+
+def cmd_explainers(args: argparse.Namespace) -> int:
+    from harness.explainers.registry import get_spec, names
+
+    for name in names():
+        spec = get_spec(name)
+        opts = ", ".join(f"{k}={v!r}" for k, v in spec.defaults.items()) or "-"
+        kind = "class-specific" if spec.class_specific else "class-agnostic"
+        print(f"{name:28s} {kind:15s} options: {opts}\n    {spec.description}")
+    return 0
+
+
+def cmd_cost(args: argparse.Namespace) -> int:
+    import torch
+
+    from harness.cost import timing
+    from harness.models.mini import MINI_VIT_CONFIG
+
+    _set_threads(args.threads)
+    device = torch.device(args.device)
+    model, denoiser, weights = timing.embedded_models(random_weights=args.random_weights)
+    model, denoiser = model.to(device), denoiser.to(device)
+    settings = timing.CostSettings(
+        images=args.images, batch_size=args.batch_size, repeats=args.repeats, sigma=args.sigma,
+        samples=args.samples, seed=args.seed, country_iso_code=args.country,
+        carbon_intensity_g_per_kwh=args.carbon_intensity,
+    )
+    start = time.perf_counter()
+    images = timing.embedded_images(args.images).to(device)
+    table = timing.cost_table(model, denoiser, images, args.methods or None, args.dds, settings)
+    sigma = "each variant's default" if args.sigma is None else f"{args.sigma * 255:.2f}/255"
+    samples = "each variant's default" if args.samples is None else args.samples
+    context = [
+        f"World: embedded (64x64 images, mini ViT: patch {MINI_VIT_CONFIG['patch_size']}, dim "
+        f"{MINI_VIT_CONFIG['embed_dim']}, depth {MINI_VIT_CONFIG['depth']}; mini diffusers UNet): the cost "
+        "of this world, not of ViT-B/16 + ADM-256 (tests/bench/test_bench_paper_cost.py measures those).",
+        f"Weights: {weights}; time and energy do not depend on weight values.",
+        f"Images: {args.images} of the embedded test split, batches of {args.batch_size}, "
+        f"{args.repeats} pass(es), one untimed warm-up call per method; "
+        f"torch threads: {torch.get_num_threads()}.",
+        f"DDS sigma (pixel units): {sigma}; samples per image: {samples}; seed {args.seed}.",
+        f"Wall time of the whole table: {time.perf_counter() - start:.1f} s.",
+    ]
+    _, md = timing.write_cost_report(table, Path(args.out), context)
+    print(md.read_text())
+    print(f"wrote {md} and {Path(args.out) / 'cost.csv'}")
+    return 0
+
+
+def cmd_convert_adm(args: argparse.Namespace) -> int:
+    from harness.models.adm_convert import ADMArchitecture, convert_adm_checkpoint
+    from harness.models.denoiser import load_denoiser
+
+    arch = ADMArchitecture(image_size=args.image_size, model_channels=args.width)
+    out = convert_adm_checkpoint(args.checkpoint, args.out, arch)
+    den = load_denoiser(out)
+    n_params = sum(p.numel() for p in den.unet.parameters())
+    print(f"wrote {out}: diffusers UNet2DModel, {n_params:,} parameters, sample size {den.sample_size}, "
+          f"learned sigma: {den.learned_sigma}; load it with harness.models.denoiser.load_denoiser")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fvit-bench",
+        description="Do ViT explanations survive attacks, and does Diffusion Denoised Smoothing make them faithful?",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser(
+        "run",
+        help="run an experiment (default: the embedded world) and write its tables",
+        description="For every item, radius, method and DDS variant of the config: attack (PGD L-inf) -> "
+        "optional DDS -> explain -> segmentation / perturbation / faithfulness metrics. Rows are persisted "
+        "as they finish in OUT/rows.sqlite, so an interrupted run resumes where it stopped; the tables go to "
+        "OUT/*.md and *.csv. Command-line options override the config file.",
+    )
+    run.add_argument("--config", default=str(DEFAULT_CONFIG), help=f"experiment YAML (default {DEFAULT_CONFIG})")
+    run.add_argument("--methods", type=_csv, default=None, help="comma-separated explainer names "
+                     "(see `fvit-bench explainers`; default: the config's, empty = all)")
+    run.add_argument("--dds", type=_csv, default=None, help="comma-separated DDS variants compared with the plain "
+                     "method ('' for none)")
+    run.add_argument("--sigma", type=float, default=None, help="DDS noise std in [0,1] pixel units (e.g. 0.1255 "
+                     "= 32/255)")
+    run.add_argument("--samples", type=int, default=None, help="DDS samples per image")
+    run.add_argument("--radii", type=_numbers, default=None, help="comma-separated PGD L-inf radii in 1/255 pixel "
+                     "units, e.g. 0,8")
+    run.add_argument("--tasks", type=_csv, default=None, help="comma-separated tasks: segmentation,perturbation")
+    run.add_argument("--model", default=None, help="mini-vit, vit_base_patch16_224 or deit_base_patch16_224")
+    run.add_argument("--weights", default=None, help="local weights of a paper model (or its FVIT_* variable)")
+    run.add_argument("--dataset", default=None, help="embedded, imagenet-seg or imagenet-val")
+    run.add_argument("--dataset-root", default=None, help="dataset file/folder (or its FVIT_* variable)")
+    run.add_argument("--denoiser", default=None, help="diffusers UNet2DModel folder (default: the embedded one)")
+    run.add_argument("--limit", type=int, default=None, help="only the first N items (a quick subset)")
+    run.add_argument("--all", action="store_true", help="every item of the dataset (overrides the config limit)")
+    run.add_argument("--batch-size", type=int, default=None, help="items per unit of work (part of the config hash)")
+    run.add_argument("--seed", type=int, default=None, help="seed of attack starts and DDS noise")
+    run.add_argument("--out", default=str(DEFAULT_REPORTS / "embedded"), help="output folder (default "
+                     "reports/embedded); rerunning with the same folder resumes")
+    run.add_argument("--shard", type=int, default=None, help="run only shard I of --num-shards (default: from "
+                     "torchrun RANK/WORLD_SIZE or Slurm array variables, else 0 of 1)")
+    run.add_argument("--num-shards", type=int, default=None, help="number of shards")
+    run.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    run.set_defaults(func=cmd_run)
+
+    merge = sub.add_parser("merge", help="merge the shard stores of a sharded run and write its tables",
+                           description="After all shards of a run finished (e.g. a Slurm job array), merge "
+                           "OUT/rows.shard*.sqlite into OUT/rows.sqlite and write the tables.")
+    merge.add_argument("--config", default=str(DEFAULT_CONFIG), help="the experiment YAML the shards ran")
+    merge.add_argument("--out", required=True, help="the run's output folder")
+    merge.add_argument("--num-shards", type=int, required=True, help="how many shards the run had")
+    merge.set_defaults(func=cmd_merge)
+
+    report = sub.add_parser("report", help="(re)build report.html/.md of a run folder",
+                            description="Build report.html and report.md in a run folder: its tables and "
+                            "metric-vs-radius plots, a gallery of maps, the latest claim verdicts and cost table.")
+    report.add_argument("--out", default=str(DEFAULT_REPORTS / "embedded"), help="the run's output folder")
+    report.add_argument("--claims", default=str(DEFAULT_REPORTS / "claims"), help="folder of verdicts.csv")
+    report.add_argument("--cost", default=str(DEFAULT_REPORTS / "cost"), help="folder of cost.csv")
+    report.set_defaults(func=cmd_report)
+
+    claims = sub.add_parser("claims", help="list the claims registry, or rebuild it from the reported results",
+                            description="`list` prints every claim with its target; `build` regenerates "
+                            "claims/claims.yaml from claims/reported_results.csv.")
+    claims.add_argument("action", choices=["list", "build"], help="what to do")
+    claims.set_defaults(func=cmd_claims)
+
+    train = sub.add_parser(
+        "train-mini",
+        help="retrain an embedded-world model from its recipe",
+        description="Train the embedded world's tiny ViT or tiny diffusion denoiser from scratch, deterministically "
+        "for a given seed and thread count, and save it (default: over the shipped checkpoint).",
+    )
+    train.add_argument("model", choices=["vit", "denoiser"], help="which model to train")
+    train.add_argument("--steps", type=int, default=None, help="optimisation steps (default: the recipe's)")
+    train.add_argument("--batch-size", type=int, default=None, help="batch size (default: the recipe's)")
+    train.add_argument("--train-size", type=int, default=None, help="training images (default: the whole split)")
+    train.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    train.add_argument("--threads", type=int, default=1, help="torch threads; weights are bit-identical only for "
+                       "the same count (default 1, as the shipped checkpoints)")
+    train.add_argument("--out", default=None, help="output folder (default: the shipped asset folder)")
+    train.set_defaults(func=cmd_train_mini)
+
+    expl = sub.add_parser("explainers", help="list the registered explanation methods and their options",
+                          description="List every registered explanation method with its default options.")
+    expl.set_defaults(func=cmd_explainers)
+
+    cost = sub.add_parser(
+        "cost",
+        help="time, energy and kg CO2eq per image of each method, without and with each DDS variant",
+        description="Measure every explainer plain and wrapped by every DDS variant on the embedded world "
+        "(codecarbon, offline, for energy and CO2) and write cost.md / cost.csv with the with/without-DDS "
+        "ratios.",
+    )
+    cost.add_argument("--methods", type=_csv, default=None,
+                      help="comma-separated explainer names (default: all registered)")
+    cost.add_argument("--dds", type=_csv, default=None,
+                      help="comma-separated DDS variants (default: all registered; '' for none)")
+    cost.add_argument("--sigma", type=float, default=None, help="DDS noise std in [0,1] pixel units "
+                      "(default: each variant's, 0.12 for carlini and 4/255 for the fvit family)")
+    cost.add_argument("--samples", type=int, default=None,
+                      help="DDS samples per image (default: each variant's)")
+    cost.add_argument("--images", type=int, default=4, help="images per cell (default 4)")
+    cost.add_argument("--batch-size", type=int, default=4, help="images per explainer call (default 4)")
+    cost.add_argument("--repeats", type=int, default=1,
+                      help="timed passes over the images per cell (default 1)")
+    cost.add_argument("--seed", type=int, default=0, help="seed of the DDS noise (default 0)")
+    cost.add_argument("--country", default="FRA", help="3-letter ISO code of the electricity grid, for "
+                      "codecarbon's carbon intensity (default FRA)")
+    cost.add_argument("--carbon-intensity", type=float, default=None, help="force the grid carbon "
+                      "intensity in gCO2eq/kWh, for reproducible kg (default: codecarbon's for --country)")
+    cost.add_argument("--device", default="cpu",
+                      help="torch device to run on, e.g. cpu or cuda (default cpu)")
+    cost.add_argument("--random-weights", action="store_true", help="use random weights even if the "
+                      "shipped checkpoints exist (used when present; cost does not depend on weights)")
+    cost.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    cost.add_argument("--out", default=str(DEFAULT_REPORTS / "cost"),
+                      help="output folder (default reports/cost)")
+    cost.set_defaults(func=cmd_cost)
+
+    adm = sub.add_parser(
+        "convert-adm",
+        help="convert guided-diffusion's 256x256_diffusion_uncond.pt to a diffusers UNet2DModel folder",
+        description="Convert the ADM-256 unconditional checkpoint (a plain guided-diffusion state dict, from "
+        "https://openaipublic.blob.core.windows.net/diffusion/jul-2021/256x256_diffusion_uncond.pt) to a "
+        "diffusers UNet2DModel (+ linear DDPMScheduler in scheduler/) that --denoiser and load_denoiser "
+        "read.",
+    )
+    adm.add_argument("checkpoint", help="path to 256x256_diffusion_uncond.pt")
+    adm.add_argument("--out", default="models/adm256_uncond",
+                     help="output folder (default models/adm256_uncond)")
+    adm.add_argument("--width", type=int, default=256,
+                     help="base channel count (guided-diffusion num_channels; default 256)")
+    adm.add_argument("--image-size", type=int, default=256, help="UNet sample size in pixels (default 256)")
+    adm.set_defaults(func=cmd_convert_adm)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError, KeyError, TypeError) as err:
+        print(f"fvit-bench {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
