@@ -7,6 +7,7 @@ import random
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from harness.data.embedded import EmbeddedShapes, stack
@@ -50,3 +51,27 @@ def environment() -> dict:
         "machine": platform.machine(),
         "python": platform.python_version(),
     }
+
+
+def random_deletion(images: torch.Tensor, fraction: float, generator: torch.Generator) -> torch.Tensor:
+    """Zero a random share p ~ U(0, 0.9) of the pixels of a random `fraction` of the images.
+
+    Pixels are deleted in the order of a random smooth field (noise on a 4x4 or 8x8 grid, upsampled
+    bilinearly): blobs shaped like the ranked deletions of the perturbation test (PROTOCOL.md section 6),
+    so that test measures which pixels a map ranks first, not the shock of seeing black pixels at all.
+    """
+    n, _, h, w = images.shape
+    chosen = torch.rand(n, generator=generator) < fraction
+    if not chosen.any():
+        return images
+    out = images.clone()
+    for i in chosen.nonzero().flatten().tolist():
+        grid = 4 if torch.rand(1, generator=generator).item() < 0.5 else 8
+        field = torch.rand(1, 1, grid, grid, generator=generator)
+        field = F.interpolate(field, size=(h, w), mode="bilinear", align_corners=False).flatten()
+        field = field + 1e-4 * torch.rand(h * w, generator=generator)  # break ties
+        k = int(h * w * 0.9 * torch.rand(1, generator=generator).item())
+        drop = torch.zeros(h * w, dtype=torch.bool)
+        drop[field.argsort(descending=True)[:k]] = True
+        out[i] = out[i].masked_fill(drop.view(1, h, w), 0.0)
+    return out
