@@ -48,13 +48,16 @@ def _config_from_args(args: argparse.Namespace):
     if args.tasks is not None:
         changes["tasks"] = tuple(args.tasks)
     if args.dds is not None or args.sigma is not None or args.samples is not None:
-        base = cfg.dds[0] if cfg.dds else DDSSpec()
-        variants = args.dds if args.dds is not None else [d.variant for d in cfg.dds]
-        changes["dds"] = tuple(
-            DDSSpec(v, sigma=args.sigma if args.sigma is not None else base.sigma,
-                    samples=args.samples if args.samples is not None else base.samples)
-            for v in variants
-        )
+        # A variant keeps the config's settings for it, else its own defaults (never another variant's).
+        configured = {d.variant: d for d in cfg.dds}
+        variants = args.dds if args.dds is not None else list(configured)
+        specs = []
+        for v in variants:
+            base = configured.get(v, DDSSpec(v))
+            specs.append(DDSSpec(v, sigma=args.sigma if args.sigma is not None else base.sigma,
+                                 samples=args.samples if args.samples is not None else base.samples,
+                                 fusion=base.fusion))
+        changes["dds"] = tuple(specs)
     if args.all:
         changes["limit"] = None
     return cfg.replace(**changes) if changes else cfg
@@ -127,9 +130,13 @@ def cmd_train_mini(args: argparse.Namespace) -> int:
         kw["train_size"] = args.train_size
     if args.model == "vit":
         from harness.models.mini import MINI_VIT_DIR
-        from harness.train.mini_vit import train_mini_vit
+        from harness.train.mini_vit import train_mini_vit, train_mini_vit_recipe
 
-        meta = train_mini_vit(Path(args.out or MINI_VIT_DIR), **kw)
+        out = Path(args.out or MINI_VIT_DIR)
+        if set(kw) == {"seed", "threads"} and args.seed == 0:
+            meta = train_mini_vit_recipe(out, threads=args.threads)  # the shipped checkpoint's three stages
+        else:
+            meta = train_mini_vit(out, **kw)  # one stage with the given settings
     else:
         from harness.models.mini import MINI_DENOISER_DIR
         from harness.train.mini_denoiser import train_mini_denoiser
@@ -220,8 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "(see `fvit-bench explainers`; default: the config's, empty = all)")
     run.add_argument("--dds", type=_csv, default=None, help="comma-separated DDS variants compared with the plain "
                      "method ('' for none)")
-    run.add_argument("--sigma", type=float, default=None, help="DDS noise std in [0,1] pixel units (e.g. 0.1255 "
-                     "= 32/255)")
+    run.add_argument("--sigma", type=float, default=None, help="DDS noise std in [0,1] pixel units for every "
+                     "variant (e.g. 0.1255 = 32/255; default: the config's setting of that variant, else the "
+                     "variant's own: 0.12 for carlini, 4/255 for the fvit family)")
     run.add_argument("--samples", type=int, default=None, help="DDS samples per image")
     run.add_argument("--radii", type=_numbers, default=None, help="comma-separated PGD L-inf radii in 1/255 pixel "
                      "units, e.g. 0,8")
@@ -272,7 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
         "for a given seed and thread count, and save it (default: over the shipped checkpoint).",
     )
     train.add_argument("model", choices=["vit", "denoiser"], help="which model to train")
-    train.add_argument("--steps", type=int, default=None, help="optimisation steps (default: the recipe's)")
+    train.add_argument("--steps", type=int, default=None, help="optimisation steps of a single stage (default: the "
+                       "full recipe: the ViT's three stages, see harness.train.mini_vit.RECIPE_STAGES)")
     train.add_argument("--batch-size", type=int, default=None, help="batch size (default: the recipe's)")
     train.add_argument("--train-size", type=int, default=None, help="training images (default: the whole split)")
     train.add_argument("--seed", type=int, default=0, help="seed (default 0)")

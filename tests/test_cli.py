@@ -44,3 +44,21 @@ def test_out_of_range_radius_is_refused(tmp_path, capsys):
 def test_wrong_image_size_is_named(mini_vit):
     with pytest.raises(ValueError, match=r"\(B, 3, 64, 64\)"):
         mini_vit(torch.rand(1, 3, 32, 32))
+
+
+def test_dds_option_gives_each_variant_its_own_defaults():
+    from harness.cli import _config_from_args
+
+    args = build_parser().parse_args(["run", "--dds", "carlini,fvit"])
+    carlini, fvit = _config_from_args(args).dds
+    assert carlini.sigma == pytest.approx(32 / 255, abs=1e-4)  # the embedded config's carlini setting
+    assert fvit.sigma is None and fvit.samples is None  # fvit's own default, not carlini's sigma
+    both = _config_from_args(build_parser().parse_args(["run", "--dds", "carlini,fvit", "--sigma", "0.01"])).dds
+    assert [d.sigma for d in both] == [0.01, 0.01]
+
+
+def test_a_variant_listed_twice_is_refused():
+    from harness.runner.config import DDSSpec, ExperimentConfig
+
+    with pytest.raises(ValueError, match="more than once"):
+        ExperimentConfig(dds=(DDSSpec("carlini", 0.1), DDSSpec("carlini", 0.2)))

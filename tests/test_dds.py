@@ -163,3 +163,24 @@ def test_bad_options_are_named(denoiser):
         smooth(get_explainer("rollout"), denoiser, "fvit", fusion="median")
     with pytest.raises(ValueError, match="samples"):
         smooth(get_explainer("rollout"), denoiser, "re", samples=0)
+
+
+def test_carlini_noise_is_drawn_at_the_unet_resolution(tiny_denoiser, monkeypatch):
+    """Classifier images (24 px here, 224 for ViT-B) are resized to the UNet size (16) before the noise:
+    the UNet sees i.i.d. noise of std exactly 2 sigma in [-1,1] space, as t*(sigma) assumes."""
+    seen = []
+
+    def fake_eps(x_t, t):
+        seen.append((x_t, int(t)))
+        return torch.zeros_like(x_t)
+
+    monkeypatch.setattr(tiny_denoiser, "predict_eps", fake_eps)
+    sigma = 0.25
+    images = torch.full((64, 3, 24, 24), 0.5)  # x' = 0 in model space: x_t is pure scaled noise
+    out = get_variant("carlini").purify(tiny_denoiser, images, sigma, torch.Generator().manual_seed(0))
+    assert out.shape == images.shape
+    (x_t, t), = seen
+    assert x_t.shape[-2:] == (16, 16)
+    abar = float(tiny_denoiser.alphas_cumprod[t])
+    noise_std = (x_t / abar**0.5).std().item()
+    assert noise_std == pytest.approx(2 * sigma, rel=0.02)

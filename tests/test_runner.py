@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from harness.runner.aggregate import all_tables
@@ -84,7 +85,6 @@ def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, reference):
     pd.testing.assert_frame_equal(load_rows(tmp_path, SMALL), reference)
 
 
-@pytest.mark.slow
 def test_two_torchrun_shards_merge_to_the_single_process_result(tmp_path, reference):
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     assert torchrun, "torchrun not found next to the interpreter"
@@ -146,3 +146,18 @@ def test_shard_from_environment(monkeypatch):
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert distributed_shard() == (1, 2)
+
+
+def test_purified_cache_matches_each_explainers_own_result(mini_vit, mini_denoiser, embedded_batch):
+    from harness.explainers.registry import get_explainer
+    from harness.runner.experiment import PurifiedCache
+    from harness.smoothing.dds import smooth
+
+    images = embedded_batch[0][:3]
+    target = mini_vit(images).argmax(1)
+    cache = PurifiedCache()
+    for method in ("rollout", "attn_gradcam"):
+        explainer = smooth(get_explainer(method), mini_denoiser, "carlini", sigma=32 / 255, samples=2, seed=7)
+        torch.testing.assert_close(cache.explain(explainer, mini_vit, images, target, "r8.0"),
+                                   explainer(mini_vit, images, target), rtol=0, atol=0)
+    assert len(cache._store) == 1  # both methods shared one purification

@@ -101,14 +101,30 @@ class Denoiser(nn.Module):
 
     # --- Carlini et al.: one-shot -------------------------------------------------------------
 
-    def denoise_one_shot(self, noisy01: torch.Tensor, sigma: float) -> torch.Tensor:
-        """`one_shot` without disabling autograd (for attacks through DDS)."""
+    def _one_shot(self, x_noisy: torch.Tensor, sigma: float, size: tuple[int, int]) -> torch.Tensor:
+        """x0_hat from model-space x' + 2 sigma eps (at the UNet size) -> [0,1] at `size`. One UNet call."""
         t = carlini_timestep(sigma, self.alphas_cumprod)
         abar = float(self.alphas_cumprod[t])
-        x_t = abar**0.5 * self.to_model_space(noisy01)
+        x_t = abar**0.5 * x_noisy
         eps = self.predict_eps(x_t, t)
         x0 = ((x_t - (1.0 - abar) ** 0.5 * eps) / abar**0.5).clamp(-1.0, 1.0)
-        return self.from_model_space(x0, tuple(noisy01.shape[-2:]))
+        return self.from_model_space(x0, size)
+
+    def carlini_denoise(self, images01: torch.Tensor, sigma: float, generator: torch.Generator) -> torch.Tensor:
+        """Carlini's one-shot DDS of [0,1] images at any size (gradient-transparent). One UNet call.
+
+        The image is resized to the UNet size first and the noise, std 2 sigma in [-1,1] space, is
+        drawn there: t*(sigma) assumes i.i.d. noise at the UNet's resolution, which noise added
+        before a 224 -> 256 resize is not (its std shrinks by about a third).
+        """
+        x = self.to_model_space(images01)
+        x = x + 2.0 * sigma * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return self._one_shot(x, sigma, tuple(images01.shape[-2:]))
+
+    def denoise_one_shot(self, noisy01: torch.Tensor, sigma: float) -> torch.Tensor:
+        """`one_shot` without disabling autograd. `noisy01` must carry i.i.d. pixel noise of std sigma
+        at the UNet's resolution; for clean images at another size use `carlini_denoise`."""
+        return self._one_shot(self.to_model_space(noisy01), sigma, tuple(noisy01.shape[-2:]))
 
     @torch.no_grad()
     def one_shot(self, noisy01: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -16,11 +16,12 @@ EXPLAIN_CLASSES = ("pred", "target")
 
 @dataclass(frozen=True)
 class DDSSpec:
-    """One DDS setting: variant name, noise std in [0,1] pixel units, samples and fusion (None = the variant's
-    default; for `re` with samples None the runner uses Re's m = 2 on attacked and 10 on clean inputs)."""
+    """One DDS setting: variant name, noise std in [0,1] pixel units, samples and fusion (None = the
+    variant's default, see `harness.smoothing.dds.VARIANTS`; for `re` with samples None the runner
+    uses Re's m = 2 on attacked and 10 on clean inputs)."""
 
     variant: str = "carlini"
-    sigma: float | None = 32 / 255
+    sigma: float | None = None
     samples: int | None = None
     fusion: str | None = None
 
@@ -61,6 +62,12 @@ class ExperimentConfig:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1 or null, got {self.limit}")
+        variants = [d.variant for d in self.dds]
+        if len(set(variants)) != len(variants):
+            raise ValueError(
+                f"dds lists a variant more than once ({variants}): rows are keyed by variant name, so two "
+                "settings of one variant would overwrite each other; run them as separate experiments"
+            )
         for r in self.radii_255:
             if not 0 <= float(r) <= 255:
                 raise ValueError(f"radius {r}/255 out of range: radii_255 are in 1/255 pixel units, in [0, 255]")

@@ -75,6 +75,25 @@ def _for_unit(explainer, seed: int, attacked: bool):
     return dataclasses.replace(explainer, **changes)
 
 
+class PurifiedCache:
+    """Purify each image batch once per DDS setting and share it across explanation methods.
+
+    Every method's smoothed explainer of a unit has the same DDS settings and seed, so the m
+    purified copies (the expensive denoiser calls) are identical; only the explanation differs.
+    """
+
+    def __init__(self) -> None:
+        self._store: dict[tuple, torch.Tensor] = {}
+
+    def explain(self, explainer, model: ViTClassifier, images: torch.Tensor, target: torch.Tensor, tag: str):
+        if not isinstance(explainer, SmoothedExplainer):
+            return explainer(model, images, target)
+        key = (tag, explainer.variant, explainer.sigma, explainer.n_samples, explainer.seed, id(explainer.denoiser))
+        if key not in self._store:
+            self._store[key] = explainer.purify(images)
+        return explainer.explain_purified(model, self._store[key], target)
+
+
 def _unit_rows(
     cfg: ExperimentConfig,
     model: ViTClassifier,
@@ -87,15 +106,17 @@ def _unit_rows(
     pred: torch.Tensor,
     clean_maps: torch.Tensor | None,
     base: dict,
+    cache: PurifiedCache,
+    tag: str,
 ) -> tuple[list[dict], torch.Tensor]:
     """Rows of one unit, and the maps of the predicted class (the clean maps when radius is 0)."""
     rows = [
         {**base, "item_id": it.item_id, "label": int(it.label), "clean_pred": int(clean_pred[k]), "pred": int(pred[k])}
         for k, it in enumerate(items)
     ]
-    maps = {"pred": explainer(model, adv, pred)}
+    maps = {"pred": cache.explain(explainer, model, adv, pred, tag)}
     if "perturbation" in cfg.tasks and "target" in cfg.explain_classes:
-        maps["target"] = explainer(model, adv, labels)
+        maps["target"] = cache.explain(explainer, model, adv, labels, tag)
     if "segmentation" in cfg.tasks:
         masks = torch.stack([it.mask for it in items])
         for k, row in enumerate(rows):
@@ -130,12 +151,13 @@ def _run_chunk(
         clean_pred = model(clean).argmax(1)
     # Clean maps (seeded as the radius-0 unit) are the reference of the top-k overlap.
     clean_maps: dict[tuple[str, str], torch.Tensor] = {}
+    cache = PurifiedCache()
     clean_seed = unit_seed(cfg.seed, chunk, 0.0)
 
     def clean_map(method: str, variant: str) -> torch.Tensor:
         if (method, variant) not in clean_maps:
             explainer = _for_unit(explainers[(method, variant)], clean_seed, attacked=False)
-            clean_maps[(method, variant)] = explainer(model, clean, clean_pred)
+            clean_maps[(method, variant)] = cache.explain(explainer, model, clean, clean_pred, "r0.0")
         return clean_maps[(method, variant)]
 
     for radius_255, radius in zip(cfg.radii_255, cfg.radii, strict=True):
@@ -150,7 +172,10 @@ def _run_chunk(
             explainer = _for_unit(explainers[(method, variant)], seed, attacked=radius_255 > 0)
             ref = clean_map(method, variant) if radius_255 > 0 else None
             base = {"method": method, "dds": variant, "radius_255": float(radius_255)}
-            rows, maps = _unit_rows(cfg, model, explainer, items, clean, adv, labels, clean_pred, pred, ref, base)
+            tag = f"r{float(radius_255)}"
+            rows, maps = _unit_rows(
+                cfg, model, explainer, items, clean, adv, labels, clean_pred, pred, ref, base, cache, tag
+            )
             if radius_255 == 0:
                 clean_maps[(method, variant)] = maps
             store.put(todo[(radius_255, method, variant)], rows)

@@ -106,10 +106,11 @@ def _fvit_calls(denoiser: Denoiser | None, sigma: float) -> int:
     default_fusion="mean",
     default_sigma=0.12,
     unet_calls=lambda denoiser, sigma: 1,
-    description="Carlini et al. one-shot: x + sigma*eps, one UNet call at t*(sigma), explain x0_hat.",
+    description="Carlini et al. one-shot: x + sigma*eps (sigma in [0,1] pixel units, drawn at the UNet's "
+    "resolution), one UNet call at t*(sigma), explain x0_hat.",
 )
 def purify_carlini(denoiser: Denoiser | None, images: Tensor, sigma: float, gen: Generator) -> Tensor:
-    return _require(denoiser, "carlini").denoise_one_shot(images + sigma * gaussian_like(images, gen), sigma)
+    return _require(denoiser, "carlini").carlini_denoise(images, sigma, gen)
 
 
 @register_variant(
@@ -120,7 +121,7 @@ def purify_carlini(denoiser: Denoiser | None, images: Tensor, sigma: float, gen:
     default_sigma=FVIT_DEFAULT_SIGMA,
     unet_calls=_fvit_calls,
     description="FViT: multi-step ancestral denoise (250-respaced chain, per-step-beta rule), then add "
-    "N(0, sigma^2), clamp; trial_num = 2; drop lowest 10% then max.",
+    "N(0, sigma^2) (sigma in [0,1] pixel units), clamp; trial_num = 2; drop lowest 10% then max.",
 )
 def purify_fvit(denoiser: Denoiser | None, images: Tensor, sigma: float, gen: Generator) -> Tensor:
     denoised = _require(denoiser, "fvit").fvit_denoise(images, sigma, gen, clip=False)
@@ -232,22 +233,39 @@ class SmoothedExplainer:
         base = getattr(self.explainer, "label", getattr(self.explainer, "__name__", "explainer"))
         return f"{base}+dds[{self.variant}]"
 
+    def purify(self, images: torch.Tensor) -> torch.Tensor:
+        """The m purified copies of each image, (B*m, 3, H, W) in image-major order; seeded by `seed`.
+
+        Depends only on the images and the DDS settings, not on the explainer, so a caller that
+        explains the same images with several methods can purify once (see `explain_purified`).
+        """
+        reps = images.repeat_interleave(self.n_samples, dim=0)
+        gen = torch.Generator(device=images.device).manual_seed(self.seed)
+        with torch.no_grad():
+            return torch.cat(
+                [self.spec.purify(self.denoiser, reps[i : i + self.max_batch], self.sigma, gen)
+                 for i in range(0, reps.shape[0], self.max_batch)]
+            )
+
+    def explain_purified(self, model: ViTClassifier, purified: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Explain `purify`'s output for the resolved per-image `target` (B,) and fuse the m maps per image."""
+        m = self.n_samples
+        if purified.shape[0] != target.shape[0] * m:
+            raise ValueError(f"{purified.shape[0]} purified images for {target.shape[0]} targets x {m} samples")
+        rep_target = target.repeat_interleave(m, dim=0)
+        maps = [
+            self.explainer(model, purified[i : i + self.max_batch], rep_target[i : i + self.max_batch])
+            for i in range(0, purified.shape[0], self.max_batch)
+        ]
+        stacked = torch.cat(maps).view(target.shape[0], m, *maps[0].shape[1:])
+        return normalise_maps(get_fusion(self.fusion_name)(stacked))
+
     def __call__(
         self, model: ViTClassifier, images: torch.Tensor, target: torch.Tensor | int | None = None
     ) -> torch.Tensor:
         model.check_images(images)
         target = resolve_target(model, images, target)
-        m = self.n_samples
-        reps = images.repeat_interleave(m, dim=0)
-        rep_target = target.repeat_interleave(m, dim=0)
-        gen = torch.Generator(device=images.device).manual_seed(self.seed)
-        maps = []
-        for i in range(0, reps.shape[0], self.max_batch):
-            with torch.no_grad():
-                purified = self.spec.purify(self.denoiser, reps[i : i + self.max_batch], self.sigma, gen)
-            maps.append(self.explainer(model, purified, rep_target[i : i + self.max_batch]))
-        stacked = torch.cat(maps).view(images.shape[0], m, *maps[0].shape[1:])
-        return normalise_maps(get_fusion(self.fusion_name)(stacked))
+        return self.explain_purified(model, self.purify(images), target)
 
 
 def smooth(
