@@ -7,3 +7,15 @@ from harness.explainers import (  # noqa: F401
     gradcam,
     lrp,
 )
+
+# The eight methods of PROTOCOL.md section 3, by registry name.
+BUILTIN_METHODS: tuple[str, ...] = (
+    "raw_attention",
+    "rollout",
+    "attn_gradcam",
+    "lrp",
+    "partial_lrp",
+    "transformer_attribution",
+    "generic_attention",
+    "attribution_rollout",
+)

@@ -13,19 +13,11 @@ import pytest
 import torch
 
 from harness.explainers import get_explainer
+from harness.explainers.builtin import BUILTIN_METHODS
 from harness.models.classifier import ViTClassifier
 from harness.models.mini import MINI_VIT_NORM, build_mini_vit
 
-METHODS = [
-    "attn_gradcam",
-    "attribution_rollout",
-    "generic_attention",
-    "lrp",
-    "partial_lrp",
-    "raw_attention",
-    "rollout",
-    "transformer_attribution",
-]
+METHODS = sorted(BUILTIN_METHODS)
 
 
 @pytest.fixture(scope="module", autouse=True)
