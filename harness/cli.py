@@ -56,7 +56,7 @@ def _config_from_args(args: argparse.Namespace):
             base = configured.get(v, DDSSpec(v))
             specs.append(DDSSpec(v, sigma=args.sigma if args.sigma is not None else base.sigma,
                                  samples=args.samples if args.samples is not None else base.samples,
-                                 fusion=base.fusion))
+                                 fusion=base.fusion, sample_target=base.sample_target))
         changes["dds"] = tuple(specs)
     if args.all:
         changes["limit"] = None

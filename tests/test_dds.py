@@ -184,3 +184,27 @@ def test_carlini_noise_is_drawn_at_the_unet_resolution(tiny_denoiser, monkeypatc
     abar = float(tiny_denoiser.alphas_cumprod[t])
     noise_std = (x_t / abar**0.5).std().item()
     assert noise_std == pytest.approx(2 * sigma, rel=0.02)
+
+
+def test_without_a_target_each_sample_explains_its_own_prediction(denoiser):
+    """The papers' code explains every denoised image with index=None: its own predicted class."""
+    from harness.models.mini import load_mini_vit
+
+    model = load_mini_vit()
+    images = torch.stack([torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(i)) for i in range(3)])
+    dds = smooth(get_explainer("transformer_attribution"), denoiser, "carlini", sigma=0.2, samples=4, seed=3)
+    purified = dds.purify(images)
+    own = model(purified).argmax(1)
+    expected = dds.explain_purified(model, purified, None)
+    by_hand = torch.stack([get_explainer("transformer_attribution")(model, purified[i : i + 1], own[i : i + 1])[0]
+                           for i in range(purified.shape[0])]).view(3, 4, 64, 64)
+    from harness.explainers.registry import normalise_maps
+    from harness.smoothing.fusion import get_fusion
+
+    torch.testing.assert_close(expected, normalise_maps(get_fusion(dds.fusion_name)(by_hand)), rtol=0, atol=1e-5)
+    torch.testing.assert_close(dds(model, images), expected)
+    as_input = smooth(get_explainer("transformer_attribution"), denoiser, "carlini", sigma=0.2, samples=4, seed=3,
+                      sample_target="input")
+    torch.testing.assert_close(as_input(model, images), dds(model, images, model(images).argmax(1)))
+    with pytest.raises(ValueError, match="sample_target"):
+        smooth(get_explainer("rollout"), denoiser, "carlini", sample_target="label")

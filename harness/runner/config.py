@@ -24,6 +24,7 @@ class DDSSpec:
     sigma: float | None = None
     samples: int | None = None
     fusion: str | None = None
+    sample_target: str = "own"  # without a given class each sample explains its own prediction (or "input")
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 Order (PROTOCOL.md section 5): the image is attacked (PGD on the prediction; radius 0 = clean),
 optionally smoothed by DDS, explained for the class the model predicts on the attacked image
-("pred") or for the label ("target"); segmentation scores the map against the mask, the
+("pred"; under DDS each purified sample explains its own prediction, as the papers' code does) or
+for the label ("target"); segmentation scores the map against the mask, the
 perturbation test deletes pixels of the CLEAN image ranked by that map.
 """
 
@@ -60,7 +61,8 @@ def _explainers(cfg: ExperimentConfig, denoiser: Denoiser | None) -> dict[tuple[
         out[(method, NO_DDS)] = base
         for spec in cfg.dds:
             out[(method, spec.variant)] = smooth(
-                base, denoiser, spec.variant, sigma=spec.sigma, samples=spec.samples, fusion=spec.fusion
+                base, denoiser, spec.variant, sigma=spec.sigma, samples=spec.samples, fusion=spec.fusion,
+                sample_target=spec.sample_target,
             )
     return out
 
@@ -85,13 +87,19 @@ class PurifiedCache:
     def __init__(self) -> None:
         self._store: dict[tuple, torch.Tensor] = {}
 
-    def explain(self, explainer, model: ViTClassifier, images: torch.Tensor, target: torch.Tensor, tag: str):
+    def explain(
+        self, explainer, model: ViTClassifier, images: torch.Tensor, target: torch.Tensor, tag: str,
+        predicted: bool = False,
+    ):
+        """Maps of `images` for `target`; predicted=True says `target` is the model's prediction on `images`,
+        so a smoothed explainer may explain each sample's own prediction instead (its `sample_target`)."""
         if not isinstance(explainer, SmoothedExplainer):
             return explainer(model, images, target)
         key = (tag, explainer.variant, explainer.sigma, explainer.n_samples, explainer.seed, id(explainer.denoiser))
         if key not in self._store:
             self._store[key] = explainer.purify(images)
-        return explainer.explain_purified(model, self._store[key], target)
+        own = predicted and explainer.sample_target == "own"
+        return explainer.explain_purified(model, self._store[key], None if own else target)
 
 
 def _unit_rows(
@@ -114,7 +122,7 @@ def _unit_rows(
         {**base, "item_id": it.item_id, "label": int(it.label), "clean_pred": int(clean_pred[k]), "pred": int(pred[k])}
         for k, it in enumerate(items)
     ]
-    maps = {"pred": cache.explain(explainer, model, adv, pred, tag)}
+    maps = {"pred": cache.explain(explainer, model, adv, pred, tag, predicted=True)}
     if "perturbation" in cfg.tasks and "target" in cfg.explain_classes:
         maps["target"] = cache.explain(explainer, model, adv, labels, tag)
     if "segmentation" in cfg.tasks:
@@ -157,7 +165,7 @@ def _run_chunk(
     def clean_map(method: str, variant: str) -> torch.Tensor:
         if (method, variant) not in clean_maps:
             explainer = _for_unit(explainers[(method, variant)], clean_seed, attacked=False)
-            clean_maps[(method, variant)] = cache.explain(explainer, model, clean, clean_pred, "r0.0")
+            clean_maps[(method, variant)] = cache.explain(explainer, model, clean, clean_pred, "r0.0", predicted=True)
         return clean_maps[(method, variant)]
 
     for radius_255, radius in zip(cfg.radii_255, cfg.radii, strict=True):

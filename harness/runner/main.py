@@ -36,7 +36,9 @@ def write_tables(cfg: ExperimentConfig, out_dir: Path, rows: pd.DataFrame) -> di
     world = "embedded world (an analogue, not the paper's data)" if cfg.dataset == "embedded" else cfg.dataset
     dds = "; ".join(
         f"{d.variant}: sigma {_sigma_text(d)}, samples "
-        f"{d.samples if d.samples is not None else 'variant default'}" for d in cfg.dds
+        f"{d.samples if d.samples is not None else 'variant default'}, each sample explains "
+        f"{'its own predicted class' if d.sample_target == 'own' else 'the class predicted on the input'}"
+        for d in cfg.dds
     ) or "off"
     context = [
         f"Run `{cfg.name}`: model {cfg.model}, dataset {world}, {rows['item_id'].nunique()} images, seed {cfg.seed}.",
@@ -111,7 +113,7 @@ def write_gallery(cfg: ExperimentConfig, out_dir: Path, n_images: int = 4) -> Pa
         spec = cfg.dds[0]
         explainers[f"{method} + DDS {spec.variant}"] = smooth(
             get_explainer(method), load_denoiser_for(cfg), spec.variant, sigma=spec.sigma, samples=spec.samples,
-            fusion=spec.fusion, seed=cfg.seed,
+            fusion=spec.fusion, seed=cfg.seed, sample_target=spec.sample_target,
         )
     radius = max(cfg.radii)
     return render_gallery(model, images, masks, explainers, radius, out_dir / "figures" / "gallery.png", cfg.seed)

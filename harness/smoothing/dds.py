@@ -32,6 +32,8 @@ UnetCalls = Callable[[Denoiser | None, float], int]
 
 # FViT/Re's delta = 8/255 in [-1,1] space, in pixel units (see `model_space_std`).
 FVIT_DEFAULT_SIGMA = 4 / 255
+# Which class a sample explains when no target is given (see `SmoothedExplainer`).
+SAMPLE_TARGETS = ("own", "input")
 # Re's sample counts: the explainer cannot know whether its input was attacked, so the caller picks.
 RE_SAMPLES_CLEAN, RE_SAMPLES_ATTACKED = 10, 2
 
@@ -189,8 +191,11 @@ class SmoothedExplainer:
     variant's default; for `re` pass RE_SAMPLES_ATTACKED on attacked inputs); fusion: name in
     `harness.smoothing.fusion.FUSIONS` (None = the variant's default); seed: seeds the noise, so a
     call is deterministic for a given batch; max_batch: images per explainer/denoiser batch.
-    target=None explains the class the model predicts on the *input* images, and every sample
-    explains that same class.
+
+    target=None: with sample_target="own" (the default) each purified sample explains the class the
+    model predicts on *that sample*, as Chefer's, FViT's and Re's code do (they call the explainer on
+    each denoised image with index=None); with sample_target="input" every sample explains the class
+    predicted on the input image. An explicit target is explained by every sample.
     """
 
     explainer: Explainer
@@ -201,6 +206,7 @@ class SmoothedExplainer:
     fusion: str | None = None
     seed: int = 0
     max_batch: int = 64
+    sample_target: str = "own"
     spec: Variant = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -213,6 +219,8 @@ class SmoothedExplainer:
         if self.n_samples < 1:
             raise ValueError(f"samples must be >= 1, got {self.n_samples}")
         get_fusion(self.fusion_name)
+        if self.sample_target not in SAMPLE_TARGETS:
+            raise ValueError(f"sample_target must be one of {SAMPLE_TARGETS}, got {self.sample_target!r}")
         self.unet_calls_per_sample  # validates sigma for the variant  # noqa: B018
 
     @property
@@ -247,24 +255,34 @@ class SmoothedExplainer:
                  for i in range(0, reps.shape[0], self.max_batch)]
             )
 
-    def explain_purified(self, model: ViTClassifier, purified: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Explain `purify`'s output for the resolved per-image `target` (B,) and fuse the m maps per image."""
+    def explain_purified(
+        self, model: ViTClassifier, purified: torch.Tensor, target: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Explain `purify`'s output and fuse the m maps per image. target: per-image classes (B,), or
+        None for each sample's own predicted class."""
         m = self.n_samples
-        if purified.shape[0] != target.shape[0] * m:
-            raise ValueError(f"{purified.shape[0]} purified images for {target.shape[0]} targets x {m} samples")
-        rep_target = target.repeat_interleave(m, dim=0)
+        if purified.shape[0] % m or (target is not None and purified.shape[0] != target.shape[0] * m):
+            got = "None" if target is None else target.shape[0]
+            raise ValueError(f"{purified.shape[0]} purified images for {got} targets x {m} samples")
+        if target is None:
+            with torch.no_grad():
+                rep_target = torch.cat([model(purified[i : i + self.max_batch]).argmax(1)
+                                        for i in range(0, purified.shape[0], self.max_batch)])
+        else:
+            rep_target = target.repeat_interleave(m, dim=0)
         maps = [
             self.explainer(model, purified[i : i + self.max_batch], rep_target[i : i + self.max_batch])
             for i in range(0, purified.shape[0], self.max_batch)
         ]
-        stacked = torch.cat(maps).view(target.shape[0], m, *maps[0].shape[1:])
+        stacked = torch.cat(maps).view(purified.shape[0] // m, m, *maps[0].shape[1:])
         return normalise_maps(get_fusion(self.fusion_name)(stacked))
 
     def __call__(
         self, model: ViTClassifier, images: torch.Tensor, target: torch.Tensor | int | None = None
     ) -> torch.Tensor:
         model.check_images(images)
-        target = resolve_target(model, images, target)
+        if target is not None or self.sample_target == "input":
+            target = resolve_target(model, images, target)
         return self.explain_purified(model, self.purify(images), target)
 
 
