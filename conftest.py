@@ -16,3 +16,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             f"no test matched -m {session.config.getoption('markexpr')!r}: nothing to run here (exit 0)"
         )
         session.exitstatus = pytest.ExitCode.OK
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_globals():
+    """Training recipes set torch's thread count and deterministic mode process-wide: restore both after
+    each test, so no result (the claims' numbers above all) depends on which tests ran before."""
+    import torch
+
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    yield
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)

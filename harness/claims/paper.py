@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from harness.claims.build import COST_DATASET
 from harness.claims.registry import Claim
 from harness.data import imagenet_seg, imagenet_val
 from harness.models.zoo import PAPER_MODELS
@@ -38,6 +39,12 @@ def _missing_file(env: str, what: str, source: str, is_dir: bool = False) -> str
 
 def missing_inputs(claim: Claim) -> list[str]:
     """Human-readable list of what this paper claim needs and is absent (empty = runnable)."""
+    if claim.dataset == COST_DATASET:  # cost: the paper architectures with random weights, on a GPU
+        import torch
+
+        if torch.cuda.is_available():
+            return []
+        return ["a CUDA device: paper-architecture cost (ViT-B/16 + ADM-256, random weights) is measured on a GPU"]
     missing = []
     if claim.model in PAPER_MODELS:
         _, env, source = PAPER_MODELS[claim.model]

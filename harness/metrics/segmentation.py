@@ -100,10 +100,20 @@ def aggregate_segmentation(rows: Iterable[Mapping[str, float]]) -> dict[str, flo
     missing = set(STAT_KEYS) - set(rows[0])
     if missing:
         raise KeyError(f"segmentation rows lack the stats {sorted(missing)}")
-    tot = {k: sum(float(r[k]) for r in rows) for k in STAT_KEYS}
-    ious = [tot[f"inter_{t}"] / tot[f"union_{t}"] if tot[f"union_{t}"] > 0 else 0.0 for t in ("bg", "fg")]
+    totals = np.array([[float(r[k]) for k in STAT_KEYS] for r in rows]).sum(axis=0)
+    return {k: float(v) for k, v in segmentation_from_totals(totals, len(rows)).items()}
+
+
+def segmentation_from_totals(totals: np.ndarray, n_images: float | np.ndarray) -> dict[str, np.ndarray]:
+    """pixel_accuracy, mIoU, mAP (percent) from `STAT_KEYS` totals (..., 7) over `n_images` images.
+
+    Leading axes are kept, so many resampled datasets (e.g. a bootstrap) aggregate at once.
+    """
+    tot = {k: totals[..., i] for i, k in enumerate(STAT_KEYS)}
+    ious = [np.where(tot[f"union_{t}"] > 0, tot[f"inter_{t}"] / np.maximum(tot[f"union_{t}"], 1e-300), 0.0)
+            for t in ("bg", "fg")]
     return {
         "pixel_accuracy": 100.0 * tot["correct"] / tot["labeled"],
-        "mIoU": 100.0 * float(np.mean(ious)),
-        "mAP": 100.0 * tot["ap"] / len(rows),
+        "mIoU": 100.0 * (ious[0] + ious[1]) / 2.0,
+        "mAP": 100.0 * tot["ap"] / n_images,
     }

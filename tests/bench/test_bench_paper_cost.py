@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from harness.cost.bench import benchmark_with_energy
-from harness.cost.timing import PLAIN
+from harness.cost.timing import PLAIN, paper_architecture_models
 from harness.explainers.registry import get_explainer, names
 from harness.smoothing.dds import VARIANTS, smooth
 
@@ -27,32 +27,9 @@ pytestmark = [
 
 METHOD = "transformer_attribution" if "transformer_attribution" in names() else "rollout"
 REPORT_DIR = Path(__file__).resolve().parents[2] / "reports" / "cost"
-# guided-diffusion's 256x256 unconditional UNet as a diffusers UNet2DModel (ECOSYSTEM.md, 'diffusers').
-ADM_256_CONFIG = dict(
-    sample_size=256, in_channels=3, out_channels=6,
-    block_out_channels=(256, 256, 512, 512, 1024, 1024), layers_per_block=2,
-    down_block_types=("ResnetDownsampleBlock2D",) * 3 + ("AttnDownBlock2D",) * 3,
-    up_block_types=("AttnUpBlock2D",) * 3 + ("ResnetUpsampleBlock2D",) * 3,
-    attention_head_dim=64, resnet_time_scale_shift="scale_shift", downsample_type="resnet",
-    upsample_type="resnet", norm_num_groups=32, norm_eps=1e-5, attn_norm_num_groups=32,
-    flip_sin_to_cos=True, freq_shift=0,
-)
-
-
 @pytest.fixture(scope="module")
 def paper_world():
-    import timm
-    from diffusers import UNet2DModel
-
-    from harness.models.classifier import ViTClassifier
-    from harness.models.denoiser import Denoiser
-    from harness.smoothing.timesteps import linear_alphas_cumprod
-
-    torch.manual_seed(0)
-    vit = timm.create_model("vit_base_patch16_224", pretrained=False)
-    model = ViTClassifier(vit, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), name="vit_base_patch16_224 (random)").cuda()
-    unet = UNet2DModel(**ADM_256_CONFIG)
-    denoiser = Denoiser(unet, linear_alphas_cumprod(), name="adm-256 (random)").cuda()
+    model, denoiser = paper_architecture_models("cuda")
     images = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(0)).cuda()
     return model, denoiser, images
 
