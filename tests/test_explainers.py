@@ -41,7 +41,13 @@ def test_maps_shape_range_dtype(model, images, method):
     maps = get_explainer(method)(model, images)
     assert maps.shape == (4, 64, 64) and maps.dtype == torch.float32
     assert maps.min() >= 0 and maps.max() <= 1 and torch.isfinite(maps).all()
-    assert (maps.flatten(1).amax(dim=1) == 1).all()  # min-max normalised, not constant
+    peak = maps.flatten(1).amax(dim=1)
+    if method == "attn_gradcam":
+        # ReLU(mean_h w_h A) can be <= 0 everywhere (image 3 of the shipped ViT): a constant map, which the
+        # registry returns as all zeros; every other map is min-max normalised
+        assert ((peak == 1) | (peak == 0)).all() and (peak == 1).any()
+    else:
+        assert (peak == 1).all()  # min-max normalised, not constant
 
 
 @pytest.mark.parametrize("method", METHODS)

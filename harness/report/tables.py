@@ -34,12 +34,13 @@ CONVENTIONS: dict[str, tuple[str, ...]] = {
         "score = top-1 correctness against the label at 10%..90% deleted.",
         "*_auc_chefer: Chefer's AUC = trapezoid over x = 0, 0.1..0.9 of [clean acc, acc@10%..90%] x 100 (max 90).",
         "*_auc_re: Re's AUC = trapezoid (unit spacing) of acc@10%..90% / 8, no clean point (max 1).",
+        "clean_top1: fraction (0..1) of clean, unperturbed images classified correctly (the curves' first point).",
     ),
     "faithfulness": (
         RADIUS,
         DDS,
-        "topk_overlap: FViT's |T_k(map clean) & T_k(map attacked)| / k, k = the run's `topk` (fraction of pixels), "
-        "mean over images (fraction, higher = more stable).",
+        "topk_overlap: FViT's |T_k(map clean) & T_k(map attacked)| / k, k = the run's `topk` (fraction of the pixels "
+        "of the map at image resolution), mean over images (fraction, higher = more stable).",
         "prediction_agreement: fraction of images whose attacked prediction equals the clean one.",
     ),
 }
