@@ -71,7 +71,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     paths = run_and_report(cfg, Path(args.out), args.shard, args.num_shards)
     for path in paths.values():
-        print(path.read_text())
+        if path.suffix == ".md":  # the tables; the HTML report is named below, not printed
+            print(path.read_text())
     if paths:
         print(f"wrote {', '.join(str(p) for p in paths.values())} (+ .csv) and the per-item store "
               f"{Path(args.out) / 'rows.sqlite'} in {time.perf_counter() - start:.0f} s")

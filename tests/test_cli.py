@@ -20,8 +20,10 @@ def test_every_subcommand_has_help(capsys):
         assert "usage:" in capsys.readouterr().out
 
 
-def test_run_writes_tables_store_and_report(tmp_path):
+def test_run_writes_tables_store_and_report(tmp_path, capsys):
     assert main(["run", *SMALL, "--out", str(tmp_path), "--threads", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "pixel_accuracy" in printed and "<html" not in printed  # tables printed, the HTML page named
     for name in ("segmentation", "perturbation", "faithfulness"):
         text = (tmp_path / f"{name}.md").read_text()
         assert "pixel units" in text and "carlini" in text

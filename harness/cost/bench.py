@@ -60,3 +60,28 @@ def benchmark_with_energy(
                     kg_co2eq_per_image=info["kg_co2eq_per_call"] / images)
     benchmark.extra_info.update(info)
     return result
+
+
+def mean_seconds(benchmark: Any) -> float | None:
+    """Mean seconds per round of a finished pytest-benchmark run; None when benchmarks are disabled."""
+    stats = getattr(benchmark, "stats", None)
+    return None if stats is None else float(stats.stats.mean)
+
+
+def write_ratio_table(rows: list[dict], baseline: Callable[[dict], dict | None], stem: str, title: str,
+                      conventions: tuple[str, ...]) -> None:
+    """Write reports/bench/`stem`.{md,csv}: each row's `seconds` and its ratio to `baseline(row)`'s,
+    both measured in the same process (nothing is written when benchmarks were disabled)."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from harness.report.tables import write_table
+
+    if not rows:
+        return
+    for row in rows:
+        base = baseline(row)
+        row["ratio_vs_baseline"] = row["seconds"] / base["seconds"] if base else float("nan")
+    out = Path(__file__).resolve().parents[2] / "reports" / "bench"
+    write_table(pd.DataFrame(rows), out, stem, title, conventions, floatfmt=".4g")

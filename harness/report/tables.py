@@ -51,7 +51,8 @@ def markdown_table(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
 
 
 def write_table(
-    df: pd.DataFrame, out_dir: Path, stem: str, title: str, conventions: Sequence[str], context: Sequence[str] = ()
+    df: pd.DataFrame, out_dir: Path, stem: str, title: str, conventions: Sequence[str], context: Sequence[str] = (),
+    floatfmt: str = ".2f",
 ) -> tuple[Path, Path]:
     """Write `stem`.csv and `stem`.md (title, context lines, table, conventions) to `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -59,7 +60,7 @@ def write_table(
     df.to_csv(csv_path, index=False)
     lines = [f"# {title}", ""]
     lines += [f"- {c}" for c in context]
-    lines += ["", markdown_table(df), "", "Conventions:", ""]
+    lines += ["", markdown_table(df, floatfmt), "", "Conventions:", ""]
     lines += [f"- {c}" for c in conventions]
     md_path.write_text("\n".join(lines) + "\n")
     return csv_path, md_path

@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from harness.cost.bench import mean_seconds, write_ratio_table
 from harness.explainers.registry import get_explainer
 from harness.smoothing.dds import smooth
 
@@ -19,6 +20,21 @@ from harness.smoothing.dds import smooth
 VARIANTS = ["none", "carlini", "noise_only"] + [
     pytest.param(v, marks=pytest.mark.slow) for v in ("fvit", "re", "denoise_only")
 ]
+
+
+@pytest.fixture(scope="module")
+def timings():
+    """Seconds per smoothed explanation by variant; written with ratios to the plain one at the end."""
+    rows: list[dict] = []
+    yield rows
+    plain = {r["variant"]: r for r in rows}.get("none")
+    write_ratio_table(
+        rows, lambda row: plain, "dds_variants",
+        "Seconds per smoothed explanation by DDS variant (rollout, tiny models)",
+        ("seconds: pytest-benchmark mean wall-clock seconds per smoothed map of one 64x64 image (CPU).",
+         "ratio_vs_baseline: seconds / the plain rollout map's seconds, measured in the same process.",
+         "sigma_pixel: DDS noise std in [0,1] pixel units; unet_calls: UNet forward calls per smoothed map."),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +49,7 @@ def world():
 
 @pytest.mark.benchmark(group="dds: seconds per smoothed explanation")
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_bench_dds_variant(benchmark, world, variant):
+def test_bench_dds_variant(benchmark, world, timings, variant):
     model, denoiser, image = world
     explainer = get_explainer("rollout")
     if variant == "none":
@@ -48,3 +64,7 @@ def test_bench_dds_variant(benchmark, world, variant):
     maps = benchmark.pedantic(fn, rounds=3 if variant in ("none", "carlini", "noise_only") else 1,
                               iterations=1, warmup_rounds=1)
     assert maps.shape == (1, 64, 64) and torch.isfinite(maps).all()
+    seconds = mean_seconds(benchmark)
+    if seconds is not None:
+        timings.append({"variant": variant, "samples": samples, "sigma_pixel": sigma, "unet_calls": calls,
+                        "seconds": seconds})

@@ -12,6 +12,7 @@ import os
 import pytest
 import torch
 
+from harness.cost.bench import mean_seconds, write_ratio_table
 from harness.explainers import get_explainer
 from harness.explainers.builtin import BUILTIN_METHODS
 from harness.models.classifier import ViTClassifier
@@ -31,6 +32,22 @@ def honour_omp_num_threads():
 
 
 @pytest.fixture(scope="module")
+def timings():
+    """Seconds per map by (method, batch); written at the end with batch 8's per-map cost over batch 1's."""
+    rows: list[dict] = []
+    yield rows
+    by_key = {(r["method"], r["batch"]): r for r in rows}
+    write_ratio_table(
+        rows, lambda row: by_key.get((row["method"], 1)), "explainers",
+        "Seconds per map by method and batch size (tiny ViT, random weights)",
+        ("seconds: pytest-benchmark mean wall-clock seconds of one call / maps per call (CPU, 64x64 images).",
+         "ratio_vs_baseline: seconds per map at this batch / at batch 1, same method, same process "
+         "(below 1 = batching pays).",
+         "maps_per_second: 1 / seconds."),
+    )
+
+
+@pytest.fixture(scope="module")
 def tiny_vit():
     torch.manual_seed(0)
     return ViTClassifier(build_mini_vit(), **MINI_VIT_NORM, name="random-mini-vit")
@@ -38,7 +55,7 @@ def tiny_vit():
 
 @pytest.mark.parametrize("batch", [1, 8])
 @pytest.mark.parametrize("method", METHODS)
-def test_bench_explainer(benchmark, tiny_vit, method, batch):
+def test_bench_explainer(benchmark, tiny_vit, timings, method, batch):
     images = torch.rand(batch, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     target = torch.arange(batch) % tiny_vit.num_classes
     explainer = get_explainer(method)
@@ -47,3 +64,7 @@ def test_bench_explainer(benchmark, tiny_vit, method, batch):
     benchmark.extra_info["model"] = tiny_vit.name
     maps = benchmark(explainer, tiny_vit, images, target)
     assert maps.shape == (batch, 64, 64) and torch.isfinite(maps).all()
+    seconds = mean_seconds(benchmark)
+    if seconds is not None:
+        timings.append({"method": method, "batch": batch, "seconds": seconds / batch,
+                        "maps_per_second": batch / seconds})
