@@ -269,7 +269,6 @@ def paper_image():
     return torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
 
 
-@pytest.mark.slow
 def test_lrp_forward_equals_timm_on_paper_size_models(timm_model, paper_image):
     from harness.explainers.lrp_vit import trace_forward
 
@@ -278,7 +277,6 @@ def test_lrp_forward_equals_timm_on_paper_size_models(timm_model, paper_image):
     torch.testing.assert_close(trace_forward(timm_model, paper_image).logits, logits, rtol=0, atol=1e-5)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_runs_on_paper_size_timm_models(timm_model, paper_image, method):
     maps = explain(method, timm_model, paper_image, target=7)
