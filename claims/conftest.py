@@ -47,6 +47,9 @@ def record(verdict: Verdict, status: str | None = None, reason: str = "") -> Non
     _VERDICTS[c.id] = {
         "claim": c.id,
         "world": c.world,
+        "group": c.claim,
+        "method": c.method,
+        "dds": c.dds,
         "statement": c.statement,
         "metric": f"{c.metric} ({c.convention})",
         "reported": c.reported if c.kind == "value" else c.relation,

@@ -29,7 +29,11 @@ def report_dir(tmp_path: Path) -> Path:
     )
     seg.to_csv(tmp_path / "segmentation.csv", index=False)
     (tmp_path / "segmentation.md").write_text("# t\n\n- radius_255: PGD radius in 1/255 pixel units\n")
-    verdicts = pd.DataFrame([{"claim": "embedded-fvit-1-rollout-mIoU", "verdict": "held", "delta": 0.5}])
+    verdicts = pd.DataFrame([
+        {"claim": f"embedded-fvit-1-{m}-mIoU", "world": "embedded", "group": "fvit-1", "method": m,
+         "statement": "long words", "metric": "mIoU (percent)", "verdict": v, "delta": 0.5}
+        for m, v in (("rollout", "held"), ("attn_gradcam", "xfailed"))
+    ])
     verdicts.to_csv(tmp_path / "verdicts.csv", index=False)
     figures = plot_tables({"segmentation": seg}, tmp_path / "figures")
     assert {p.name for p in figures} == {"pixel_accuracy_vs_radius.png", "mIoU_vs_radius.png", "mAP_vs_radius.png"}
@@ -40,7 +44,8 @@ def report_dir(tmp_path: Path) -> Path:
 
 def test_report_files_hold_tables_and_figures(report_dir):
     page = (report_dir / "report.html").read_text()
-    assert page.count("<table") == 2 and page.count("<img") == 3
+    assert page.count("<table") == 3 and page.count("<img") == 3  # summary grid, verdicts, segmentation
+    assert "Claims at a glance" in page and "long words" not in page
     assert "1/255 pixel units" in page
     md = (report_dir / "report.md").read_text()
     assert "## Claim verdicts" in md and "figures/mIoU_vs_radius.png" in md
@@ -54,7 +59,7 @@ def test_report_renders_in_headless_chromium(report_dir, tmp_path):
         [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=10000", "--dump-dom", url],
         capture_output=True, text=True, timeout=120, check=True,
     ).stdout
-    assert dom.count("<table") == 2
+    assert dom.count("<table") == 3
     assert "embedded-fvit-1-rollout-mIoU" in dom
     loaded = re.search(r'data-images-loaded="(\d+)"', dom)
     total = re.search(r'data-images-total="(\d+)"', dom)
@@ -64,3 +69,16 @@ def test_report_renders_in_headless_chromium(report_dir, tmp_path):
     subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", f"--screenshot={shot}",
                     "--window-size=1200,900", url], capture_output=True, timeout=120, check=True)
     assert shot.stat().st_size > 10_000
+
+
+def test_verdict_summary_is_a_claim_by_method_grid():
+    from harness.report.html import verdict_summary
+
+    verdicts = pd.DataFrame([
+        {"world": "embedded", "group": g, "method": m, "metric": "mIoU (percent)", "verdict": v}
+        for g, m, v in (("fvit-1", "rollout", "held"), ("fvit-1", "lrp", "failed"), ("anchor", "lrp", "skipped"))
+    ])
+    grid = verdict_summary(verdicts)
+    assert list(grid.columns) == ["world", "claim", "metric", "lrp", "rollout"]
+    assert grid.iloc[0][["lrp", "rollout"]].tolist() == ["failed", "held"] and len(grid) == 1
+    assert verdict_summary(pd.DataFrame([{"claim": "x", "verdict": "held"}])) is None

@@ -32,6 +32,27 @@ img { max-width: 100%; border: 1px solid #ddd; margin: 0.3rem 0; }
 """
 
 
+SUMMARY_NOTE = (
+    "One row per claim of PROTOCOL.md section 1 and metric, one column per explanation method: held, "
+    "failed, xfailed (a known departure; its numbers and reason are in the table below) or skipped "
+    "(paper scale without its inputs). embedded = the analogue on the embedded world."
+)
+
+
+def verdict_summary(verdicts: pd.DataFrame) -> pd.DataFrame | None:
+    """Relation claims as a grid: (world, claim, metric) x method -> verdict; None if there are none."""
+    needed = {"world", "group", "method", "metric", "verdict"}
+    if not needed <= set(verdicts.columns):
+        return None
+    rel = verdicts[~verdicts["group"].isin(["anchor", "reported"])]
+    if rel.empty:
+        return None
+    grid = rel.pivot_table(index=["world", "group", "metric"], columns="method", values="verdict",
+                           aggfunc="first")
+    grid.columns.name = None
+    return grid.reset_index().rename(columns={"group": "claim"})
+
+
 def _read_markdown_notes(md_path: Path) -> list[str]:
     """The bullet lines (context and conventions) of a table's markdown file."""
     if not md_path.is_file():
@@ -56,6 +77,14 @@ def build_report(
             continue
         frame = pd.read_csv(csv)
         notes = _read_markdown_notes(Path(csv).with_suffix(".md"))
+        if name == "verdicts":
+            summary = verdict_summary(frame)
+            if summary is not None:
+                parts.append("<h2 id='verdict-summary'>Claims at a glance</h2>")
+                parts.append(summary.to_html(index=False, classes="table-verdict-summary", na_rep=""))
+                parts.append(f"<p class='note'>{html.escape(SUMMARY_NOTE)}</p>")
+                md += ["## Claims at a glance", "", markdown_table(summary), "", SUMMARY_NOTE, ""]
+            frame = frame.drop(columns=["statement"], errors="ignore")  # long; kept in verdicts.csv/.md
         parts.append(f"<h2 id='{name}'>{html.escape(heading)}</h2>")
         parts.append(frame.to_html(index=False, float_format=lambda v: f"{v:.3f}", classes=f"table-{name}",
                                    na_rep=""))
