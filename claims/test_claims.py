@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from claims.conftest import record, record_skip
-from harness.claims.build import COST_DATASET
+from harness.claims.build import ADAPTIVE_ATTACK, COST_DATASET
 from harness.claims.evaluate import evaluate
 from harness.claims.paper import DATASET_OF, missing_inputs
 from harness.claims.registry import Claim, load_claims
@@ -44,6 +44,8 @@ def test_claim(claim: Claim, request):
             pytest.skip(reason)
     if claim.dataset == COST_DATASET:
         tables = request.getfixturevalue("cost_tables")(claim.world)
+    elif claim.attack == ADAPTIVE_ATTACK:
+        tables = request.getfixturevalue("embedded_adaptive_tables")
     elif claim.world == "paper":
         tables = request.getfixturevalue("paper_tables")(DATASET_OF.get(claim.dataset, claim.dataset))
     else:

@@ -37,7 +37,7 @@ def _config_from_args(args: argparse.Namespace):
 
     cfg = load_config(args.config)
     changes: dict = {}
-    for key in ("model", "weights", "dataset", "dataset_root", "denoiser", "limit", "batch_size", "seed"):
+    for key in ("model", "weights", "dataset", "dataset_root", "denoiser", "limit", "batch_size", "seed", "attack"):
         value = getattr(args, key, None)
         if value is not None:
             changes[key] = value
@@ -226,6 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", default=str(DEFAULT_CONFIG), help=f"experiment YAML (default {DEFAULT_CONFIG})")
     run.add_argument("--methods", type=_csv, default=None, help="comma-separated explainer names "
                      "(see `fvit-bench explainers`; default: the config's, empty = all)")
+    run.add_argument("--attack", choices=["pgd", "adaptive"], default=None,
+                     help="pgd (the papers': PGD on the prediction) or adaptive (PGD on each method's own map, "
+                     "through its DDS variant with expectation over the noise; raw_attention and rollout only). "
+                     "Default: the config's (pgd)")
     run.add_argument("--dds", type=_csv, default=None, help="comma-separated DDS variants compared with the plain "
                      "method ('' for none)")
     run.add_argument("--sigma", type=float, default=None, help="DDS noise std in [0,1] pixel units for every "

@@ -64,3 +64,12 @@ def test_a_variant_listed_twice_is_refused():
 
     with pytest.raises(ValueError, match="more than once"):
         ExperimentConfig(dds=(DDSSpec("carlini", 0.1), DDSSpec("carlini", 0.2)))
+
+
+def test_attack_option_selects_the_adaptive_attack(tmp_path, capsys):
+    from harness.cli import _config_from_args
+
+    cfg = _config_from_args(build_parser().parse_args(["run", "--attack", "adaptive", "--methods", "rollout"]))
+    assert cfg.attack == "adaptive"
+    assert main(["run", "--attack", "adaptive", "--out", str(tmp_path)]) == 2  # every method: lrp has no
+    assert "differentiable form" in capsys.readouterr().err  # differentiable form, named in the error

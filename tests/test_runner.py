@@ -161,3 +161,34 @@ def test_purified_cache_matches_each_explainers_own_result(mini_vit, mini_denois
         torch.testing.assert_close(cache.explain(explainer, mini_vit, images, target, "r8.0"),
                                    explainer(mini_vit, images, target), rtol=0, atol=0)
     assert len(cache._store) == 1  # both methods shared one purification
+
+
+def test_adaptive_attack_targets_each_units_own_map(tmp_path, monkeypatch):
+    """With attack: adaptive every (method, DDS) unit is attacked on its own map (through DDS with EOT);
+    the radius-0 unit stays the clean image, and the rows' numbers come from those attacked images."""
+    from harness.runner import experiment
+
+    seen = []
+    real = experiment.adaptive_attack
+
+    def spy(model, images, radius, **kw):
+        seen.append((kw["method"], kw["variant"] or "none", kw["eot_samples"], round(radius * 255)))
+        return real(model, images, radius, **kw)
+
+    monkeypatch.setattr(experiment, "adaptive_attack", spy)
+    cfg = SMALL.replace(attack="adaptive", eot_samples=2, attack_steps=2, limit=2, tasks=("segmentation",))
+    run_experiment(cfg, tmp_path, progress=False)
+    assert sorted(seen) == sorted([("rollout", "none", 2, 8), ("rollout", "carlini", 2, 8),
+                                   ("raw_attention", "none", 2, 8), ("raw_attention", "carlini", 2, 8)])
+    rows = load_rows(tmp_path, cfg)
+    attacked = rows[rows["radius_255"] == 8]
+    assert len(attacked) == 2 * 4 and attacked["topk_overlap"].between(0, 1).all()
+
+
+def test_adaptive_attack_config_is_validated():
+    with pytest.raises(ValueError, match="differentiable form"):
+        ExperimentConfig(attack="adaptive", methods=("rollout", "lrp"))
+    with pytest.raises(ValueError, match="unknown attack"):
+        ExperimentConfig(attack="fgsm")
+    with pytest.raises(ValueError, match="adaptive_loss"):
+        ExperimentConfig(attack="adaptive", methods=("rollout",), adaptive_loss="kl")

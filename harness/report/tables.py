@@ -19,8 +19,9 @@ SEGMENTATION_CONVENTIONS = (
 
 
 RADIUS = (
-    "radius_255: L-infinity PGD radius in [0,1] pixel units times 255 (0 = clean image); PGD takes 10 steps "
-    "of radius/5 from a random start, maximising cross-entropy of the predicted class."
+    "radius_255: L-infinity attack radius in [0,1] pixel units times 255 (0 = clean image); the attack is "
+    "named above (the papers': PGD, 10 steps of radius/5 from a random start, maximising cross-entropy of the "
+    "predicted class)."
 )
 DDS = "dds: `none` = the plain explanation; otherwise the DDS variant (noise sigma in [0,1] pixel units, see above)."
 CONVENTIONS: dict[str, tuple[str, ...]] = {

@@ -12,6 +12,7 @@ import yaml
 
 TASKS = ("segmentation", "perturbation")
 EXPLAIN_CLASSES = ("pred", "target")
+ATTACKS = ("pgd", "adaptive")
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,9 @@ class ExperimentConfig:
 
     radii_255: L-inf PGD radii in 1/255 pixel units; topk: the top-k size of FViT's overlap measure
     (a fraction of the map's pixels, or an int count); limit: the first `limit` items (null = all).
+    attack: "pgd" (the papers': on the prediction, shared by every method) or "adaptive" (on each
+    method's map itself, through its DDS variant with `eot_samples` noise draws per step, loss
+    `adaptive_loss`; `harness.attacks.adaptive`, for the methods it has a differentiable form of).
     """
 
     name: str = "embedded"
@@ -46,7 +50,10 @@ class ExperimentConfig:
     radii_255: tuple[float, ...] = (0, 2, 4, 8, 16, 32)
     tasks: tuple[str, ...] = TASKS
     explain_classes: tuple[str, ...] = ("pred",)
+    attack: str = "pgd"
     attack_steps: int = 10
+    adaptive_loss: str = "topk"
+    eot_samples: int = 4
     topk: float = 0.1
     limit: int | None = 100
     batch_size: int = 25
@@ -63,6 +70,19 @@ class ExperimentConfig:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1 or null, got {self.limit}")
+        if self.attack not in ATTACKS:
+            raise ValueError(f"unknown attack {self.attack!r}; choose from {ATTACKS}")
+        if self.attack == "adaptive":
+            from harness.attacks.adaptive import DIFFERENTIABLE_METHODS, LOSSES
+
+            bad = sorted(set(self.resolved_methods()) - set(DIFFERENTIABLE_METHODS))
+            if bad:
+                raise ValueError(f"the adaptive attack has no differentiable form of {bad}; with attack: adaptive "
+                                 f"list methods among {sorted(DIFFERENTIABLE_METHODS)}")
+            if self.adaptive_loss not in LOSSES:
+                raise ValueError(f"unknown adaptive_loss {self.adaptive_loss!r}; choose from {LOSSES}")
+            if self.eot_samples < 1:
+                raise ValueError(f"eot_samples must be >= 1, got {self.eot_samples}")
         variants = [d.variant for d in self.dds]
         if len(set(variants)) != len(variants):
             raise ValueError(

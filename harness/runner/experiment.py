@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from harness.attacks.adaptive import adaptive_attack
 from harness.attacks.pgd import pgd_linf
 from harness.data.registry import get_dataset
 from harness.explainers.registry import get_explainer
@@ -142,6 +143,17 @@ def _unit_rows(
     return rows, maps["pred"]
 
 
+def _adaptive(cfg: ExperimentConfig, model: ViTClassifier, clean: torch.Tensor, radius: float, method: str,
+              explainer, seed: int) -> torch.Tensor:
+    """The adaptive attack on `method`'s map, through the unit's DDS variant (with EOT) when it has one."""
+    smoothed = isinstance(explainer, SmoothedExplainer)
+    return adaptive_attack(
+        model, clean, radius, method=method, denoiser=explainer.denoiser if smoothed else None,
+        variant=explainer.variant if smoothed else None, sigma=explainer.sigma if smoothed else None,
+        eot_samples=cfg.eot_samples, steps=cfg.attack_steps, loss=cfg.adaptive_loss, topk=cfg.topk, seed=seed,
+    )
+
+
 def _run_chunk(
     cfg: ExperimentConfig,
     model: ViTClassifier,
@@ -173,14 +185,21 @@ def _run_chunk(
         if not pending:
             continue
         seed = unit_seed(cfg.seed, chunk, radius_255)
-        adv = pgd_linf(model, clean, radius, steps=cfg.attack_steps, seed=seed)
-        with torch.no_grad():
-            pred = model(adv).argmax(1)
+        shared = cfg.attack == "pgd" or radius_255 == 0  # one attacked batch for every unit of this radius
+        if shared:
+            adv = pgd_linf(model, clean, radius, steps=cfg.attack_steps, seed=seed)
+            with torch.no_grad():
+                pred = model(adv).argmax(1)
         for method, variant in pending:
             explainer = _for_unit(explainers[(method, variant)], seed, attacked=radius_255 > 0)
             ref = clean_map(method, variant) if radius_255 > 0 else None
             base = {"method": method, "dds": variant, "radius_255": float(radius_255)}
             tag = f"r{float(radius_255)}"
+            if not shared:  # the adaptive attack targets this unit's own (smoothed) map
+                adv = _adaptive(cfg, model, clean, radius, method, explainer, seed)
+                with torch.no_grad():
+                    pred = model(adv).argmax(1)
+                tag += f"-{method}-{variant}"
             rows, maps = _unit_rows(
                 cfg, model, explainer, items, clean, adv, labels, clean_pred, pred, ref, base, cache, tag
             )

@@ -31,6 +31,13 @@ def _sigma_text(spec) -> str:
     return f"{sigma:.4f} in [0,1] pixel units ({sigma * 255:.1f}/255)"
 
 
+def attack_text(cfg: ExperimentConfig) -> str:
+    if cfg.attack == "adaptive":
+        return (f"adaptive L-inf PGD on each method's own map ({cfg.attack_steps} steps of radius/5, random start, "
+                f"loss {cfg.adaptive_loss}, through the row's DDS variant with {cfg.eot_samples} noise draws per step)")
+    return f"PGD L-inf, {cfg.attack_steps} steps of radius/5, random start, cross-entropy on the predicted class"
+
+
 def write_tables(cfg: ExperimentConfig, out_dir: Path, rows: pd.DataFrame) -> dict[str, Path]:
     """Write every table the rows support as CSV + markdown; returns markdown paths by table name."""
     world = "embedded world (an analogue, not the paper's data)" if cfg.dataset == "embedded" else cfg.dataset
@@ -43,7 +50,7 @@ def write_tables(cfg: ExperimentConfig, out_dir: Path, rows: pd.DataFrame) -> di
     context = [
         f"Run `{cfg.name}`: model {cfg.model}, dataset {world}, {rows['item_id'].nunique()} images, seed {cfg.seed}.",
         f"DDS: {dds}.",
-        f"Attack: PGD L-inf, {cfg.attack_steps} steps of radius/5, random start, cross-entropy on the predicted class.",
+        f"Attack: {attack_text(cfg)}.",
         f"Config hash {cfg.config_hash()}.",
     ]
     paths = {}
