@@ -92,55 +92,40 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     )
 
 
-@pytest.fixture(scope="session")
-def embedded_tables(tmp_path_factory):
-    """Tables of the embedded-world analogue experiment: every method, plain vs carlini DDS, radii 0 and 8/255."""
+def _analogue_tables(tmp_path_factory, cache_env: str, **settings) -> dict[str, pd.DataFrame]:
+    """Run (or resume, under $`cache_env`) an embedded analogue experiment with carlini DDS at radii 0 and
+    8/255 on EMBEDDED_THREADS threads; its tables plus the per-image rows ("rows", for the intervals)."""
     from harness.runner.aggregate import all_tables
     from harness.runner.config import DDSSpec, ExperimentConfig
     from harness.runner.experiment import load_rows, run_experiment
 
     cfg = ExperimentConfig(
-        name="claims-embedded",
         dds=(DDSSpec("carlini", sigma=EMBEDDED_SIGMA, samples=EMBEDDED_SAMPLES),),
-        radii_255=(0, 8),
-        tasks=("segmentation", "perturbation"),
-        explain_classes=("pred",),
-        limit=EMBEDDED_IMAGES,
-        batch_size=20,
+        radii_255=(0, 8), explain_classes=("pred",), batch_size=20, **settings,
     )
-    # FVIT_CLAIMS_CACHE keeps (and resumes) the run between sessions; by default it is fresh.
-    out = Path(os.environ.get("FVIT_CLAIMS_CACHE") or tmp_path_factory.mktemp("claims-embedded"))
+    # The cache variable keeps (and resumes) the run between sessions; by default it is fresh.
+    out = Path(os.environ.get(cache_env) or tmp_path_factory.mktemp(cfg.name))
     with _threads(EMBEDDED_THREADS):
         run_experiment(cfg, out, progress=False)
     rows = load_rows(out, cfg)
     return {**all_tables(rows), "rows": rows}
+
+
+@pytest.fixture(scope="session")
+def embedded_tables(tmp_path_factory):
+    """The embedded-world analogue experiment: every method, plain vs carlini DDS, PGD at radii 0 and 8/255."""
+    return _analogue_tables(tmp_path_factory, "FVIT_CLAIMS_CACHE", name="claims-embedded",
+                            tasks=("segmentation", "perturbation"), limit=EMBEDDED_IMAGES)
 
 
 @pytest.fixture(scope="session")
 def embedded_adaptive_tables(tmp_path_factory):
     """The embedded analogue under the adaptive attack on each map (top-k loss, 4 noise draws per step)."""
     from harness.claims.build import ADAPTIVE_METHODS
-    from harness.runner.aggregate import all_tables
-    from harness.runner.config import DDSSpec, ExperimentConfig
-    from harness.runner.experiment import load_rows, run_experiment
 
-    cfg = ExperimentConfig(
-        name="claims-embedded-adaptive",
-        methods=ADAPTIVE_METHODS,
-        dds=(DDSSpec("carlini", sigma=EMBEDDED_SIGMA, samples=EMBEDDED_SAMPLES),),
-        radii_255=(0, 8),
-        tasks=("segmentation",),
-        attack="adaptive",
-        adaptive_loss="topk",
-        eot_samples=4,
-        limit=ADAPTIVE_IMAGES,
-        batch_size=20,
-    )
-    out = Path(os.environ.get("FVIT_CLAIMS_CACHE_ADAPTIVE") or tmp_path_factory.mktemp("claims-adaptive"))
-    with _threads(EMBEDDED_THREADS):
-        run_experiment(cfg, out, progress=False)
-    rows = load_rows(out, cfg)
-    return {**all_tables(rows), "rows": rows}
+    return _analogue_tables(tmp_path_factory, "FVIT_CLAIMS_CACHE_ADAPTIVE", name="claims-embedded-adaptive",
+                            methods=ADAPTIVE_METHODS, tasks=("segmentation",), attack="adaptive",
+                            adaptive_loss="topk", eot_samples=4, limit=ADAPTIVE_IMAGES)
 
 
 @pytest.fixture(scope="session")
