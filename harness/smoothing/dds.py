@@ -35,6 +35,8 @@ FVIT_DEFAULT_SIGMA = 4 / 255
 # Which class a sample explains when no target is given (see `SmoothedExplainer`).
 SAMPLE_TARGETS = ("own", "input")
 # Re's sample counts: the explainer cannot know whether its input was attacked, so the caller picks.
+# (One stored version of Re's DDS.py has m = 5 and explains ONE denoised image m times; the protocol's
+# m = 2 / 10, each sample purified afresh, is what runs here.)
 RE_SAMPLES_CLEAN, RE_SAMPLES_ATTACKED = 10, 2
 
 
