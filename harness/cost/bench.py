@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -72,8 +73,6 @@ def write_ratio_table(rows: list[dict], baseline: Callable[[dict], dict | None],
                       conventions: tuple[str, ...]) -> None:
     """Write reports/bench/`stem`.{md,csv}: each row's `seconds` and its ratio to `baseline(row)`'s,
     both measured in the same process (nothing is written when benchmarks were disabled)."""
-    from pathlib import Path
-
     import pandas as pd
 
     from harness.report.tables import write_table

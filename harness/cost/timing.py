@@ -201,30 +201,18 @@ def embedded_models(random_weights: bool = False) -> tuple[ViTClassifier, Denois
     return model, denoiser, reason
 
 
-# guided-diffusion's 256x256 unconditional UNet as a diffusers UNet2DModel (ECOSYSTEM.md, 'diffusers').
-ADM_256_CONFIG = dict(
-    sample_size=256, in_channels=3, out_channels=6,
-    block_out_channels=(256, 256, 512, 512, 1024, 1024), layers_per_block=2,
-    down_block_types=("ResnetDownsampleBlock2D",) * 3 + ("AttnDownBlock2D",) * 3,
-    up_block_types=("AttnUpBlock2D",) * 3 + ("ResnetUpsampleBlock2D",) * 3,
-    attention_head_dim=64, resnet_time_scale_shift="scale_shift", downsample_type="resnet",
-    upsample_type="resnet", norm_num_groups=32, norm_eps=1e-5, attn_norm_num_groups=32,
-    flip_sin_to_cos=True, freq_shift=0,
-)
-
-
 def paper_architecture_models(device: str | torch.device = "cuda") -> tuple[ViTClassifier, Denoiser]:
     """ViT-B/16 and ADM-256 with seeded random weights on `device`: the papers' cost without their weights
     (time and memory do not depend on weight values)."""
     import timm
-    from diffusers import UNet2DModel
 
+    from harness.models.adm_convert import ADM_256_UNCOND, build_unet
     from harness.smoothing.timesteps import linear_alphas_cumprod
 
     torch.manual_seed(0)
     vit = timm.create_model("vit_base_patch16_224", pretrained=False)
     model = ViTClassifier(vit, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), name="vit_base_patch16_224 (random)").to(device)
-    denoiser = Denoiser(UNet2DModel(**ADM_256_CONFIG), linear_alphas_cumprod(), name="adm-256 (random)").to(device)
+    denoiser = Denoiser(build_unet(ADM_256_UNCOND), linear_alphas_cumprod(), name="adm-256 (random)").to(device)
     return model, denoiser
 
 
