@@ -82,7 +82,8 @@ class PurifiedCache:
     """Purify each image batch once per DDS setting and share it across explanation methods.
 
     Every method's smoothed explainer of a unit has the same DDS settings and seed, so the m
-    purified copies (the expensive denoiser calls) are identical; only the explanation differs.
+    purified copies (the expensive denoiser calls) and the classes predicted on them are identical;
+    only the explanation differs.
     """
 
     def __init__(self) -> None:
@@ -98,9 +99,11 @@ class PurifiedCache:
             return explainer(model, images, target)
         key = (tag, explainer.variant, explainer.sigma, explainer.n_samples, explainer.seed, id(explainer.denoiser))
         if key not in self._store:
-            self._store[key] = explainer.purify(images)
+            purified = explainer.purify(images)
+            self._store[key] = (purified, explainer.predicted_classes(model, purified))
+        purified, own_classes = self._store[key]
         own = predicted and explainer.sample_target == "own"
-        return explainer.explain_purified(model, self._store[key], None if own else target)
+        return explainer.explain_purified(model, purified, own_classes if own else target)
 
 
 def _unit_rows(

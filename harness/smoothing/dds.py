@@ -260,16 +260,17 @@ class SmoothedExplainer:
     def explain_purified(
         self, model: ViTClassifier, purified: torch.Tensor, target: torch.Tensor | None
     ) -> torch.Tensor:
-        """Explain `purify`'s output and fuse the m maps per image. target: per-image classes (B,), or
-        None for each sample's own predicted class."""
+        """Explain `purify`'s output and fuse the m maps per image. target: per-image classes (B,),
+        per-sample classes (B*m,), or None for each sample's own predicted class (`predicted_classes`)."""
         m = self.n_samples
-        if purified.shape[0] % m or (target is not None and purified.shape[0] != target.shape[0] * m):
+        n = purified.shape[0]
+        if n % m or (target is not None and target.shape[0] not in (n, n // m)):
             got = "None" if target is None else target.shape[0]
-            raise ValueError(f"{purified.shape[0]} purified images for {got} targets x {m} samples")
+            raise ValueError(f"{n} purified images ({m} samples per image) for {got} targets")
         if target is None:
-            with torch.no_grad():
-                rep_target = torch.cat([model(purified[i : i + self.max_batch]).argmax(1)
-                                        for i in range(0, purified.shape[0], self.max_batch)])
+            rep_target = self.predicted_classes(model, purified)
+        elif target.shape[0] == n:
+            rep_target = target
         else:
             rep_target = target.repeat_interleave(m, dim=0)
         maps = [
@@ -278,6 +279,12 @@ class SmoothedExplainer:
         ]
         stacked = torch.cat(maps).view(purified.shape[0] // m, m, *maps[0].shape[1:])
         return normalise_maps(get_fusion(self.fusion_name)(stacked))
+
+    def predicted_classes(self, model: ViTClassifier, purified: torch.Tensor) -> torch.Tensor:
+        """The class the model predicts on each purified sample, (B*m,)."""
+        with torch.no_grad():
+            return torch.cat([model(purified[i : i + self.max_batch]).argmax(1)
+                              for i in range(0, purified.shape[0], self.max_batch)])
 
     def __call__(
         self, model: ViTClassifier, images: torch.Tensor, target: torch.Tensor | int | None = None
