@@ -14,7 +14,7 @@ from harness.data.registry import get_dataset, names
 
 
 def test_names():
-    assert names() == ["embedded", "imagenet-seg", "imagenet-val"]
+    assert names() == ["embedded", "imagenet-seg", "imagenet-val", "imagenet-val-re8"]
 
 
 def test_embedded_is_the_test_split():

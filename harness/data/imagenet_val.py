@@ -18,14 +18,9 @@ order of torchvision's ImageNet and of timm's ImageNet heads). The item order is
 Preprocessing as Re (and Chefer): PIL image converted to RGB, Resize((224, 224)) (squash, no crop;
 bilinear, PIL's antialiased filter) on the PIL image, ToTensor. Masks are all zeros.
 
-Re's subset (``subset="re"``): Re seeds every generator with 44 (seed_everything), then iterates a
-DataLoader over torchvision's ImageNet val with WeightedRandomSampler(uniform weights,
-num_samples=int(N * 0.08), replacement=False). In torch this draws one int64 from the default
-generator (the DataLoader iterator's base seed) and then calls
-``torch.multinomial(weights, int(N * 0.08), replacement=False)``. `re_subset_indices` replays exactly
-these two draws on a private generator seeded 44 and keeps the multinomial order (not sorted);
-with N = 50,000 it selects 4,000 images. Bitwise agreement with Re's own run also requires torch's CPU
-multinomial kernel to be unchanged since their torch version (not verifiable here without ImageNet).
+Re's subset (``subset="re"``, or its name ``"re-seed44-8pct"``; dataset ``imagenet-val-re8``): the
+8% subset, seed 44, in Re's draw order over the items in the order above, as
+`harness.data.re_subset` replays Re's code (see there for the sources and the torch-kernel caveat).
 """
 
 from __future__ import annotations
@@ -44,12 +39,12 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.transforms import InterpolationMode
 
 from harness.data.item import Item
+from harness.data.re_subset import RE_FRACTION, RE_SEED, SUBSET_NAME, re_subset_indices
 
 ENV_VAR = "FVIT_IMAGENET_VAL"
 NUM_CLASSES = 1000
 GROUND_TRUTH = "ILSVRC2012_validation_ground_truth.txt"
 META = "meta.mat"
-RE_FRACTION, RE_SEED = 0.08, 44
 _FLAT_NAME = re.compile(r"^ILSVRC2012_val_(\d{8})\.[A-Za-z]+$")
 _WNID = re.compile(r"^n\d{8}$")
 
@@ -64,21 +59,6 @@ def missing_message(root: Path | None) -> str:
         f"with the devkit beside them (ILSVRC2012_devkit_t12/data/{GROUND_TRUTH} and meta.mat), or arrange "
         f"them in wnid subfolders (ImageFolder). Pass the folder or set the environment variable {ENV_VAR}."
     )
-
-
-def re_subset_indices(n: int, fraction: float = RE_FRACTION, seed: int = RE_SEED) -> list[int]:
-    """Re's subset of range(n): see the module docstring; int(n * fraction) indices, in draw order."""
-    if n < 1:
-        raise ValueError(f"cannot take a subset of {n} items")
-    if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"subset fraction must lie in (0, 1], got {fraction}")
-    count = int(n * fraction)
-    if count < 1:
-        raise ValueError(f"a fraction {fraction} of {n} items selects none")
-    gen = torch.Generator().manual_seed(seed)
-    torch.empty((), dtype=torch.int64).random_(generator=gen)  # the DataLoader iterator's base seed
-    weights = torch.as_tensor([1.0 / n] * n, dtype=torch.double)
-    return torch.multinomial(weights, count, replacement=False, generator=gen).tolist()
 
 
 def _find(name: str, folders: list[Path]) -> Path:
@@ -198,7 +178,8 @@ class ImageNetVal(Dataset):
     """`Item`s of ImageNet val: image (3, S, S) in [0, 1], standard label 0-999, all-zero mask.
 
     root: the folder (see the module docstring for layouts); size: output side (224), None keeps it.
-    subset: None (all images) or "re" (Re's 8% subset, seed 44; `subset_fraction`, `subset_seed`).
+    subset: None (all images) or "re" / "re-seed44-8pct" (Re's 8% subset, seed 44; `subset_fraction`,
+    `subset_seed`).
     expected_classes: the class count the labels must index (1000); None skips the check.
     """
 
@@ -237,10 +218,10 @@ class ImageNetVal(Dataset):
             raise ValueError(f"{folder}: image file names are not unique; they are the item ids")
         if subset is None:
             self.indices = list(range(len(self.samples)))
-        elif subset == "re":
+        elif subset in ("re", SUBSET_NAME):
             self.indices = re_subset_indices(len(self.samples), subset_fraction, subset_seed)
         else:
-            raise ValueError(f"subset must be None or 're', got {subset!r}")
+            raise ValueError(f"subset must be None, 're' or {SUBSET_NAME!r}, got {subset!r}")
 
     def __len__(self) -> int:
         return len(self.indices)

@@ -4,6 +4,8 @@
 - "imagenet-seg": ImageNet-Segmentation; root = path of gtsegs_ijcv.mat, default $FVIT_IMAGENET_SEG.
 - "imagenet-val": ImageNet val; root = its folder, default $FVIT_IMAGENET_VAL; ``subset="re"`` gives
   Re's 8% subset.
+- "imagenet-val-re8": the same folder restricted to Re's 8% subset, seed 44, in Re's order
+  (`harness.data.re_subset`); what Re's 4,000-image runs are compared with.
 Options go to the dataset class (see `harness.data.imagenet_seg`, `harness.data.imagenet_val`).
 """
 
@@ -22,6 +24,7 @@ DATASETS: dict[str, str] = {
     "embedded": "embedded world, test split (64x64 shapes with masks, 10 classes); no files",
     "imagenet-seg": f"ImageNet-Segmentation gtsegs_ijcv.mat; root or ${SEG_ENV_VAR}",
     "imagenet-val": f"ImageNet ILSVRC2012 validation folder; root or ${VAL_ENV_VAR}",
+    "imagenet-val-re8": f"Re's 8% subset (seed 44, 4,000 of 50,000) of ImageNet val; root or ${VAL_ENV_VAR}",
 }
 
 
@@ -45,12 +48,16 @@ def get_dataset(name: str, root: str | os.PathLike | None = None, **options: Any
         if path is None:
             raise FileNotFoundError(imagenet_seg.missing_message(None))
         return imagenet_seg.ImageNetSegmentation(path, **options)
-    if name == "imagenet-val":
+    if name in ("imagenet-val", "imagenet-val-re8"):
         from harness.data import imagenet_val
 
         path = _root(root, VAL_ENV_VAR)
         if path is None:
             raise FileNotFoundError(imagenet_val.missing_message(None))
+        if name == "imagenet-val-re8":
+            if options.get("subset", "re") not in ("re", imagenet_val.SUBSET_NAME):
+                raise ValueError(f"imagenet-val-re8 is Re's subset; it takes no subset={options['subset']!r}")
+            options = {**options, "subset": "re"}
         return imagenet_val.ImageNetVal(path, **options)
     raise KeyError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
 
