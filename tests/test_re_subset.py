@@ -119,3 +119,54 @@ def test_named_dataset_option(tmp_path):
     assert len(sub) == 6
     with pytest.raises(ValueError, match="takes no subset"):
         get_dataset("imagenet-val-re8", root, expected_classes=None, subset="other")
+
+
+# pytorch/pytorch#150538: after torch.manual_seed(42); torch.rand(5), torch.empty(5).exponential_(1) printed
+# these in torch 2.6.0 stable and in the 2.8 nightlies from 2025-02-02 on (float32, 4 decimals)
+ISSUE_150538_STABLE = [1.6459, 0.4294, 0.0677, 1.3809, 0.7803]
+ISSUE_150538_NIGHTLY = [0.5809, 0.0436, 2.0548, 1.9680, 0.3315]
+
+
+def legacy_mt19937_raw(seed: int, count: int) -> list[int]:
+    """The raw 32-bit outputs of mt19937 seeded like torch.manual_seed(seed) (init_genrand)."""
+    bits = np.random.MT19937()
+    bits._legacy_seeding(seed)
+    return [int(v) for v in bits.random_raw(count)]
+
+
+def test_both_kernel_models_reproduce_the_issue_values():
+    torch.manual_seed(42)
+    assert torch.allclose(torch.rand(5), torch.tensor([0.8823, 0.9150, 0.3829, 0.9593, 0.3904]), atol=1e-4)
+    assert torch.allclose(torch.empty(5).exponential_(1), torch.tensor(ISSUE_150538_STABLE), atol=1e-4)
+    raw = legacy_mt19937_raw(42, 6)  # five draws for rand(5), then the 32-bit MKL seed of a float tensor
+    assert [r & 0xFFFFFF for r in raw[:5]] == [int(v * 2**24) for v in torch.rand(5, generator=(
+        torch.Generator().manual_seed(42)))]
+    m = 2**31 - 1
+    x = raw[5] % m
+    assert raw[5] > m  # the seed's reduction mod M is exercised
+    ours = []
+    for _ in range(5):
+        ours.append(-np.log(x / m))
+        x = (1132489760 * x) % m
+    assert np.allclose(ours, ISSUE_150538_NIGHTLY, atol=1e-4)
+
+
+def test_mkl_kernel_spelled_out_on_a_fake_file_list():
+    files = torchvision_val_order(fake_val_list(classes=25, per_class=20))
+    raw = legacy_mt19937_raw(RE_SEED, 4)  # 2 for the base seed's random64, 2 for the MKL seed's random64
+    m, n = 2**31 - 1, len(files)
+    x0 = raw[3] % m  # random64() = (raw[2] << 32) | raw[3]; MKL keeps the low 32 bits
+    q = np.array([-np.log(x0 * pow(1132489760, i, m) % m / m) for i in range(n)])
+    expected = np.argsort(-((1.0 / n) / q), kind="stable")[:40]
+    ours = re_subset_ids(files, kernel="mkl-mcg31")
+    assert ours == [files[i] for i in expected]
+    assert len(set(ours)) == 40 and ours != re_subset_ids(files)
+
+
+def test_mkl_kernel_on_the_full_validation_set():
+    ours = re_subset_indices(50_000, kernel="mkl-mcg31")
+    assert len(ours) == 4000 == len(set(ours)) and ours == re_subset_indices(50_000, kernel="mkl-mcg31")
+    overlap = len(set(ours) & set(re_subset_indices(50_000)))
+    assert overlap < 600  # two independent 8% draws share about 8% of 4,000 (320), not the same images
+    with pytest.raises(ValueError, match="kernel"):
+        re_subset_indices(100, kernel="philox")

@@ -179,7 +179,7 @@ class ImageNetVal(Dataset):
 
     root: the folder (see the module docstring for layouts); size: output side (224), None keeps it.
     subset: None (all images) or "re" / "re-seed44-8pct" (Re's 8% subset, seed 44; `subset_fraction`,
-    `subset_seed`).
+    `subset_seed`, `subset_kernel`: torch's exponential kernel to replay, see `harness.data.re_subset`).
     expected_classes: the class count the labels must index (1000); None skips the check.
     """
 
@@ -193,6 +193,7 @@ class ImageNetVal(Dataset):
         subset: str | None = None,
         subset_fraction: float = RE_FRACTION,
         subset_seed: int = RE_SEED,
+        subset_kernel: str = "torch",
         expected_classes: int | None = NUM_CLASSES,
     ):
         self.root = Path(root)
@@ -219,7 +220,7 @@ class ImageNetVal(Dataset):
         if subset is None:
             self.indices = list(range(len(self.samples)))
         elif subset in ("re", SUBSET_NAME):
-            self.indices = re_subset_indices(len(self.samples), subset_fraction, subset_seed)
+            self.indices = re_subset_indices(len(self.samples), subset_fraction, subset_seed, subset_kernel)
         else:
             raise ValueError(f"subset must be None, 're' or {SUBSET_NAME!r}, got {subset!r}")
 

@@ -23,13 +23,23 @@ torchvision's ``ImageNet``/``ImageFolder`` order: class folders (wnids) sorted, 
 each class. Re's loop writes the images (and, downstream, the per-image perturbation results) in draw
 order, so the order is kept here, not sorted.
 
-Caveat, measured here: CPU ``multinomial`` without replacement is ``topk(w / q)`` with
-``q = exponential_()`` on the same generator, and the CPU ``exponential_`` kernel changed across torch
-releases (an MKL VSL stream seeded from the generator up to 2.6, per pytorch/pytorch#150538 and
-#132395; element-wise ``-log1p(-u)`` from uniform doubles in the torch installed here, 2.14). Re's
-environment (``FViT-main/fixed_env.yaml``: conda channels ``pytorch`` + ``nvidia``, no versions) points to
-torch <= 2.5.1, so the ids below are Re's procedure replayed with this torch's kernel and are not
-guaranteed to be the exact images of Re's own run.
+Caveat: the draw depends on torch's CPU ``exponential_`` kernel. CPU ``multinomial`` without replacement
+is ``topk(w / q)`` with ``q = exponential_()`` drawn from the same generator, and that kernel has two
+forms (both replayed here, ``kernel=``):
+
+- ``"torch"`` (default): the element-wise kernel, ``q = -log1p(-u)`` from uniform doubles. It is the one
+  installed here (torch 2.14) and the one of torch 2.6.0 stable (the values pytorch/pytorch#150538
+  reports for 2.6.0 are reproduced by it); the MKL path was compiled out after pytorch/pytorch#132395
+  (Aug 2024, "Disable MKL rng until #132395 is addressed").
+- ``"mkl-mcg31"``: the MKL path of the torch MKL builds before that (PR #69967, through 2.4, and again in
+  a 2.7 nightly window): one generator draw seeds an MKL MCG31m1 stream (``random64()`` for doubles,
+  truncated to the 32-bit MKL seed; x0 = seed mod (2^31 - 1)), ``u_i = x_i / (2^31 - 1)`` starting at x0,
+  ``q = -ln(u)`` (MKL's ICDF method; torch adds DBL_MIN, which changes no ordering here). The float32
+  form of this model reproduces the nightly values of pytorch/pytorch#150538 (tests/test_re_subset.py).
+
+Re's environment (``FViT-main/fixed_env.yaml``: conda channels ``pytorch`` + ``nvidia``, no versions; the
+``pytorch`` channel's last release is 2.5.1) points to torch 2.5.x, which on this evidence has the
+element-wise kernel; that is why it is the default, but Re's torch version is not recorded.
 """
 
 from __future__ import annotations
@@ -38,9 +48,12 @@ from collections.abc import Iterable, Sequence
 from pathlib import PurePath
 from typing import TypeVar
 
+import numpy as np
 import torch
 
 RE_FRACTION, RE_SEED = 0.08, 44
+KERNELS = ("torch", "mkl-mcg31")
+MCG31_M, MCG31_A = 2**31 - 1, 1132489760  # MKL's MCG31m1: x_{i+1} = A x_i mod M
 SUBSET_NAME = "re-seed44-8pct"  # the dataset option's name (imagenet-val-re8 / subset="re")
 T = TypeVar("T")
 
@@ -57,25 +70,46 @@ def re_subset_size(n: int, fraction: float = RE_FRACTION) -> int:
     return count
 
 
-def re_subset_indices(n: int, fraction: float = RE_FRACTION, seed: int = RE_SEED) -> list[int]:
+def mcg31_uniforms(seed: int, n: int) -> np.ndarray:
+    """n doubles of MKL's MCG31m1 stream seeded `seed` (32-bit), starting at x0 = seed mod M."""
+    x = (seed & 0xFFFFFFFF) % MCG31_M or 1
+    out = np.empty(n, dtype=np.float64)
+    for i in range(n):
+        out[i] = x / MCG31_M
+        x = (MCG31_A * x) % MCG31_M
+    return out
+
+
+def re_subset_indices(
+    n: int, fraction: float = RE_FRACTION, seed: int = RE_SEED, kernel: str = "torch"
+) -> list[int]:
     """Indices into range(n) that Re's loader yields, in draw order (see the module docstring).
 
-    Replays the two draws on a private generator, so the global torch state is left untouched.
+    Replays the draws on a private generator, so the global torch state is left untouched.
     """
     count = re_subset_size(n, fraction)
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
     gen = torch.Generator().manual_seed(seed)
     torch.empty((), dtype=torch.int64).random_(generator=gen)  # the DataLoader iterator's base seed
     weights = torch.as_tensor([1.0 / n] * n, dtype=torch.double)
-    return torch.multinomial(weights, count, replacement=False, generator=gen).tolist()
+    if kernel == "torch":
+        return torch.multinomial(weights, count, replacement=False, generator=gen).tolist()
+    # int64 random_ is random64() mod 2^63: its low 32 bits are the 32-bit MKL seed of random64()
+    mkl_seed = int(torch.empty((), dtype=torch.int64).random_(generator=gen).item()) & 0xFFFFFFFF
+    q = torch.from_numpy(-np.log(mcg31_uniforms(mkl_seed, n)))
+    return torch.topk(weights / q, count).indices.tolist()
 
 
-def re_subset_ids(file_list: Sequence[T], fraction: float = RE_FRACTION, seed: int = RE_SEED) -> list[T]:
+def re_subset_ids(
+    file_list: Sequence[T], fraction: float = RE_FRACTION, seed: int = RE_SEED, kernel: str = "torch"
+) -> list[T]:
     """The entries of `file_list` in Re's subset, in Re's order.
 
     `file_list` must be in the dataset's index order, torchvision's ImageNet val order (see
     `torchvision_val_order`); it is not re-sorted here, because the order defines the indices.
     """
-    return [file_list[i] for i in re_subset_indices(len(file_list), fraction, seed)]
+    return [file_list[i] for i in re_subset_indices(len(file_list), fraction, seed, kernel)]
 
 
 def torchvision_val_order(paths: Iterable[str | PurePath]) -> list[str]:
