@@ -9,6 +9,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from harness import __version__
+
 DEFAULT_REPORTS = Path("reports")
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "embedded.yaml"
 
@@ -166,17 +168,22 @@ def cmd_cost(args: argparse.Namespace) -> int:
 
     _set_threads(args.threads)
     device = torch.device(args.device)
+    sigma_by_variant = run_config_sigmas()
     model, denoiser, weights = timing.embedded_models(random_weights=args.random_weights)
     model, denoiser = model.to(device), denoiser.to(device)
     settings = timing.CostSettings(
         images=args.images, batch_size=args.batch_size, repeats=args.repeats, sigma=args.sigma,
-        samples=args.samples, seed=args.seed, country_iso_code=args.country,
+        sigma_by_variant=sigma_by_variant, samples=args.samples, seed=args.seed, country_iso_code=args.country,
         carbon_intensity_g_per_kwh=args.carbon_intensity,
     )
     start = time.perf_counter()
     images = timing.embedded_images(args.images).to(device)
     table = timing.cost_table(model, denoiser, images, args.methods or None, args.dds, settings)
-    sigma = "each variant's default" if args.sigma is None else f"{args.sigma * 255:.2f}/255"
+    if args.sigma is not None:
+        sigma = f"{args.sigma * 255:.2f}/255 for every variant"
+    else:
+        sigma = ", ".join(f"{v} {s * 255:.2f}/255" for v, s in sigma_by_variant)
+        sigma = f"{sigma} (as `fvit-bench run`), else each variant's default" if sigma else "each variant's default"
     samples = "each variant's default" if args.samples is None else args.samples
     context = [
         f"World: embedded (64x64 images, mini ViT: patch {MINI_VIT_CONFIG['patch_size']}, dim "
@@ -193,6 +200,13 @@ def cmd_cost(args: argparse.Namespace) -> int:
     print(md.read_text())
     print(f"wrote {md} and {Path(args.out) / 'cost.csv'}")
     return 0
+
+
+def run_config_sigmas() -> tuple[tuple[str, float], ...]:
+    """(variant, sigma) of the default `run` config's DDS settings: the one default both commands use."""
+    from harness.runner.config import load_config
+
+    return tuple((d.variant, d.sigma) for d in load_config(DEFAULT_CONFIG).dds if d.sigma is not None)
 
 
 def cmd_convert_adm(args: argparse.Namespace) -> int:
@@ -213,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fvit-bench",
         description="Do ViT explanations survive attacks, and does Diffusion Denoised Smoothing make them faithful?",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser(
@@ -310,8 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="comma-separated explainer names (default: all registered)")
     cost.add_argument("--dds", type=_csv, default=None,
                       help="comma-separated DDS variants (default: all registered; '' for none)")
-    cost.add_argument("--sigma", type=float, default=None, help="DDS noise std in [0,1] pixel units "
-                      "(default: each variant's, 0.12 for carlini and 4/255 for the fvit family)")
+    cost.add_argument("--sigma", type=float, default=None, help="DDS noise std in [0,1] pixel units for "
+                      "every variant (default: as `run`: the default config's setting of a variant, 32/255 for "
+                      "carlini, else the variant's own, 4/255 for the fvit family)")
     cost.add_argument("--samples", type=int, default=None,
                       help="DDS samples per image (default: each variant's)")
     cost.add_argument("--images", type=int, default=4, help="images per cell (default 4)")

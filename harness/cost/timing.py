@@ -50,8 +50,10 @@ class CostSettings:
     images: images explained per cell; batch_size: images per explainer call; repeats: passes over
     the images per cell; warmup: one untimed call of each plain method on one image (and one UNet
     call) before its cells, so lazy initialisation is not timed; sigma: DDS noise std
-    in [0,1] pixel units (None = each variant's default); samples: DDS m (None = the variant's default);
-    seed: DDS noise seed; country_iso_code / carbon_intensity_g_per_kwh: see `EmissionsMeter`.
+    in [0,1] pixel units for every variant (None = `sigma_by_variant`'s entry, else the variant's default);
+    sigma_by_variant: (variant, sigma) pairs used when `sigma` is None (the CLI passes the `run` config's,
+    so both commands share one default); samples: DDS m (None = the variant's default); seed: DDS noise seed;
+    country_iso_code / carbon_intensity_g_per_kwh: see `EmissionsMeter`.
     """
 
     images: int = 4
@@ -59,6 +61,7 @@ class CostSettings:
     repeats: int = 1
     warmup: bool = True
     sigma: float | None = None
+    sigma_by_variant: tuple[tuple[str, float], ...] = ()
     samples: int | None = None
     seed: int = 0
     country_iso_code: str = DEFAULT_COUNTRY
@@ -163,9 +166,8 @@ def cost_table(
             _sync(images.device)
         rows.append(_cell(method, PLAIN, plain, model, images, settings))
         for v in variants:
-            wrapped = smooth(
-                plain, denoiser, v, sigma=settings.sigma, samples=settings.samples, seed=settings.seed
-            )
+            sigma = settings.sigma if settings.sigma is not None else dict(settings.sigma_by_variant).get(v)
+            wrapped = smooth(plain, denoiser, v, sigma=sigma, samples=settings.samples, seed=settings.seed)
             rows.append(_cell(method, v, wrapped, model, images, settings))
     return add_ratios(pd.DataFrame(rows))
 

@@ -13,8 +13,9 @@ SEGMENTATION_CONVENTIONS = (
     "dds: `none` = plain explanation; otherwise the DDS variant, noise sigma in [0,1] pixel units.",
     "pixel_accuracy, mIoU, mAP: percent; map thresholded at its own mean; pixel accuracy micro-averaged, mIoU "
     "over {bg, fg} of dataset-summed intersections / unions, mAP = mean per-image AP of [1-map, map].",
-    "top1_under_attack: percent of images whose (attacked) prediction equals the label; prediction_flipped: "
-    "percent whose prediction changed from the clean one.",
+    "top1_under_attack: fraction (0..1) of images whose (attacked) prediction equals the label; "
+    "prediction_flipped: fraction (0..1) whose prediction changed from the clean one (every prediction column "
+    "of every table is a fraction).",
 )
 
 
@@ -42,7 +43,7 @@ CONVENTIONS: dict[str, tuple[str, ...]] = {
         DDS,
         "topk_overlap: FViT's |T_k(map clean) & T_k(map attacked)| / k, k = the run's `topk` (fraction of the pixels "
         "of the map at image resolution), mean over images (fraction, higher = more stable).",
-        "prediction_agreement: fraction of images whose attacked prediction equals the clean one.",
+        "prediction_agreement: fraction (0..1) of images whose attacked prediction equals the clean one.",
     ),
 }
 

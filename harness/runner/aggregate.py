@@ -12,7 +12,10 @@ GROUP = ["method", "dds", "radius_255"]
 
 
 def segmentation_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """pixel_accuracy, mIoU, mAP (percent) per (method, dds, radius), with accuracy under attack."""
+    """pixel_accuracy, mIoU, mAP (percent) per (method, dds, radius), with accuracy under attack.
+
+    Prediction columns (here and in every table) are fractions in [0, 1], as the claims' top-1 accuracy.
+    """
     out = []
     for (method, variant, radius), group in rows.groupby(GROUP, sort=True):
         out.append(
@@ -21,8 +24,8 @@ def segmentation_table(rows: pd.DataFrame) -> pd.DataFrame:
                 "dds": variant,
                 "radius_255": radius,
                 **aggregate_segmentation(group.to_dict("records")),
-                "top1_under_attack": 100.0 * float((group["pred"] == group["label"]).mean()),
-                "prediction_flipped": 100.0 * float((group["pred"] != group["clean_pred"]).mean()),
+                "top1_under_attack": float((group["pred"] == group["label"]).mean()),
+                "prediction_flipped": float((group["pred"] != group["clean_pred"]).mean()),
                 "n_images": len(group),
             }
         )
