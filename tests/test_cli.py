@@ -73,3 +73,11 @@ def test_attack_option_selects_the_adaptive_attack(tmp_path, capsys):
     assert cfg.attack == "adaptive"
     assert main(["run", "--attack", "adaptive", "--out", str(tmp_path)]) == 2  # every method: lrp has no
     assert "differentiable form" in capsys.readouterr().err  # differentiable form, named in the error
+
+
+def test_version_is_printed(capsys):
+    from harness import __version__
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"fvit-bench {__version__}"

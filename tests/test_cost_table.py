@@ -140,3 +140,17 @@ def test_cli_cost_options_all_have_help():
     subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     cost = subparsers.choices["cost"]
     assert cost.description and all(action.help for action in cost._actions)
+
+
+def test_cost_takes_runs_dds_sigma_by_default(tiny_world):
+    """`fvit-bench cost` and `fvit-bench run` share one default sigma per variant (the run config's)."""
+    from harness.cli import run_config_sigmas
+
+    by_variant = run_config_sigmas()
+    assert dict(by_variant)["carlini"] == pytest.approx(32 / 255, abs=1e-4)
+    model, denoiser, images = tiny_world
+    settings = CostSettings(images=1, batch_size=1, warmup=False, samples=1, sigma_by_variant=by_variant,
+                            carbon_intensity_g_per_kwh=200.0)
+    rows = cost_table(model, denoiser, images, ["raw_attention"], ["carlini", "fvit"], settings).set_index("dds")
+    assert rows.loc["carlini", "sigma_255"] == pytest.approx(32.0, abs=0.01)
+    assert rows.loc["fvit", "sigma_255"] == pytest.approx(get_variant("fvit").default_sigma * 255)

@@ -59,6 +59,12 @@ def test_rows_cover_every_unit_and_tables_follow(reference):
     assert seg[["pixel_accuracy", "mIoU", "mAP"]].apply(lambda c: c.between(0, 100)).all().all()
     assert tables["perturbation"]["positive_auc_chefer"].between(0, 90).all()
     assert tables["faithfulness"]["topk_overlap"].between(0, 1).all()
+    # Every prediction column is a fraction (the claims' top-1 convention), never a percent.
+    key = ["method", "dds", "radius_255"]
+    first = reference[(reference[key] == ["rollout", "none", 8]).all(axis=1)]
+    hit = seg[(seg["method"] == "rollout") & (seg["dds"] == "none") & (seg["radius_255"] == 8)]
+    assert hit["top1_under_attack"].item() == pytest.approx((first["pred"] == first["label"]).mean())
+    assert hit["prediction_flipped"].item() == pytest.approx((first["pred"] != first["clean_pred"]).mean())
 
 
 def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, reference):
