@@ -23,6 +23,20 @@ def _numbers(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a count >= 0, got {text!r}")
+    return value
+
+
+GALLERY_HELP = ("images in the report's map gallery, the first of the run (at most --limit), at PGD 8/255 as the "
+                "claims; the run's own maps are reused when it computed them; 0 = no gallery (default 4)")
+
+
 def _csv(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
@@ -71,7 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
     cfg = _config_from_args(args)
     start = time.perf_counter()
-    paths = run_and_report(cfg, Path(args.out), args.shard, args.num_shards)
+    paths = run_and_report(cfg, Path(args.out), args.shard, args.num_shards, gallery=args.gallery)
     for path in paths.values():
         if path.suffix == ".md":  # the tables; the HTML report is named below, not printed
             print(path.read_text())
@@ -104,7 +118,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not cfg_file.is_file():
         raise FileNotFoundError(f"{cfg_file} is missing: {out} is not the output folder of `fvit-bench run`")
     cfg: ExperimentConfig = config_from_dict(json.loads(cfg_file.read_text()))
-    path = write_report(cfg, out, Path(args.claims), Path(args.cost))
+    path = write_report(cfg, out, Path(args.claims), Path(args.cost), gallery=args.gallery)
     print(f"wrote {path} and {path.with_suffix('.md')}")
     return 0
 
@@ -269,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "torchrun RANK/WORLD_SIZE or Slurm array variables, else 0 of 1)")
     run.add_argument("--num-shards", type=int, default=None, help="number of shards")
     run.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    run.add_argument("--gallery", type=_count, default=4, help=GALLERY_HELP)
     run.set_defaults(func=cmd_run)
 
     merge = sub.add_parser("merge", help="merge the shard stores of a sharded run and write its tables",
@@ -285,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", default=str(DEFAULT_REPORTS / "embedded"), help="the run's output folder")
     report.add_argument("--claims", default=str(DEFAULT_REPORTS / "claims"), help="folder of verdicts.csv")
     report.add_argument("--cost", default=str(DEFAULT_REPORTS / "cost"), help="folder of cost.csv")
+    report.add_argument("--gallery", type=_count, default=4, help=GALLERY_HELP)
     report.set_defaults(func=cmd_report)
 
     claims = sub.add_parser("claims", help="list the claims registry, or rebuild it from the reported results",

@@ -44,3 +44,30 @@ def embedded_batch():
     from harness.data.embedded import EmbeddedShapes, stack
 
     return stack(EmbeddedShapes("test"), range(20))
+
+
+SMALL_RUN = ["--limit", "4", "--batch-size", "4", "--samples", "2", "--methods", "rollout,raw_attention",
+             "--radii", "0,8", "--threads", "1"]
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory):
+    """(output folder, printed text) of one small `fvit-bench run` (4 images, 2 methods, carlini DDS with
+    2 samples, radii 0 and 8/255), shared by the CLI and report tests."""
+    import contextlib
+    import io
+
+    from harness.cli import main
+
+    out = tmp_path_factory.mktemp("small_run")
+    printed = io.StringIO()
+    before, cwd = torch.get_num_threads(), os.getcwd()
+    os.chdir(out)  # the report looks for reports/claims and reports/cost here: none, whatever the checkout holds
+    try:
+        with contextlib.redirect_stdout(printed):
+            code = main(["run", *SMALL_RUN, "--out", str(out)])
+    finally:
+        os.chdir(cwd)
+        torch.set_num_threads(before)
+    assert code == 0
+    return out, printed.getvalue()

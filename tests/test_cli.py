@@ -20,16 +20,31 @@ def test_every_subcommand_has_help(capsys):
         assert "usage:" in capsys.readouterr().out
 
 
-def test_run_writes_tables_store_and_report(tmp_path, capsys):
-    assert main(["run", *SMALL, "--out", str(tmp_path), "--threads", "1"]) == 0
-    printed = capsys.readouterr().out
+def test_run_writes_tables_store_and_report(small_run):
+    out, printed = small_run
     assert "pixel_accuracy" in printed and "<html" not in printed  # tables printed, the HTML page named
     for name in ("segmentation", "perturbation", "faithfulness"):
-        text = (tmp_path / f"{name}.md").read_text()
+        text = (out / f"{name}.md").read_text()
         assert "pixel units" in text and "carlini" in text
-    assert (tmp_path / "rows.sqlite").is_file() and (tmp_path / "config.json").is_file()
-    page = (tmp_path / "report.html").read_text()
-    assert "gallery" in page and (tmp_path / "figures" / "gallery.png").is_file()
+    assert (out / "rows.sqlite").is_file() and (out / "config.json").is_file()
+    page = (out / "report.html").read_text()
+    assert "id='gallery'" in page and (out / "figures" / "gallery.png").is_file()
+
+
+def test_gallery_option_respects_limit_and_zero_disables_it(tmp_path):
+    from harness.report.gallery import MapCollector
+
+    run = ["run", "--limit", "2", "--batch-size", "2", "--samples", "1", "--methods", "raw_attention",
+           "--radii", "0,8", "--threads", "1", "--out", str(tmp_path / "two")]
+    assert main([*run, "--gallery", "5"]) == 0  # 5 asked, the run has 2 images
+    page = (tmp_path / "two" / "report.html").read_text()
+    assert "The first 2 images" in page and "maps, predictions and overlaps of this run" in page
+    assert main(["run", *SMALL, "--dds", "", "--gallery", "0", "--out", str(tmp_path / "none")]) == 0
+    assert "id='gallery'" not in (tmp_path / "none" / "report.html").read_text()
+    assert not (tmp_path / "none" / "figures" / "gallery.png").exists()
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "--gallery", "-1"])
+    assert MapCollector(["a"], "rollout").complete([]) is False
 
 
 def test_missing_denoiser_folder_is_named(tmp_path, capsys):

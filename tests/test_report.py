@@ -1,4 +1,5 @@
-"""The report page renders in headless Chromium with its tables and figures."""
+"""The run report: summary first, intervals, conventions once, readable figures, a gallery, and matching
+claims only; it renders in headless Chromium with every figure whole."""
 
 from __future__ import annotations
 
@@ -7,78 +8,149 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
-from harness.report.html import build_report
-from harness.report.plots import plot_tables
+from harness.report import intervals as ci
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-@pytest.fixture
-def report_dir(tmp_path: Path) -> Path:
-    seg = pd.DataFrame(
-        [
-            {"method": m, "dds": d, "radius_255": r, "pixel_accuracy": 70 + r / 8 + (d != "none"), "mIoU": 50.0,
-             "mAP": 80.0, "n_images": 10}
-            for m in ("rollout", "raw_attention") for d in ("none", "carlini") for r in (0.0, 8.0)
-        ]
-    )
-    seg.to_csv(tmp_path / "segmentation.csv", index=False)
-    (tmp_path / "segmentation.md").write_text("# t\n\n- radius_255: PGD radius in 1/255 pixel units\n")
-    verdicts = pd.DataFrame([
-        {"claim": f"embedded-fvit-1-{m}-mIoU", "world": "embedded", "group": "fvit-1", "method": m,
-         "statement": "long words", "metric": "mIoU (percent)", "verdict": v, "delta": 0.5}
-        for m, v in (("rollout", "held"), ("attn_gradcam", "xfailed"))
-    ])
-    verdicts.to_csv(tmp_path / "verdicts.csv", index=False)
-    figures = plot_tables({"segmentation": seg}, tmp_path / "figures")
-    assert {p.name for p in figures} == {"pixel_accuracy_vs_radius.png", "mIoU_vs_radius.png", "mAP_vs_radius.png"}
-    build_report(tmp_path, {"segmentation": tmp_path / "segmentation.csv", "verdicts": tmp_path / "verdicts.csv"},
-                 [(p.stem, p) for p in figures], title="test report")
-    return tmp_path
+def test_report_opens_with_a_summary_of_the_run(small_run):
+    out, _ = small_run
+    page = (out / "report.html").read_text()
+    summary = page[page.index("id='summary'"):page.index("id='verdict-summary'")]
+    for needed in ("mini-vit", "embedded world", "4 images", "raw_attention, rollout", "carlini", "32.0/255",
+                   "0/255, 8/255", "config hash", "commit", "Headline", "PGD 8/255, DDS carlini vs plain",
+                   "rows.sqlite", "segmentation.md"):
+        assert needed in summary, needed
+    assert page.index("id='summary'") < page.index("id='segmentation'")  # summary comes first
+    assert "[" in summary and "95% interval" in summary  # the headline states its intervals
 
 
-def test_report_files_hold_tables_and_figures(report_dir):
-    page = (report_dir / "report.html").read_text()
-    assert page.count("<table") == 3 and page.count("<img") == 3  # summary grid, verdicts, segmentation
-    assert "Claims at a glance" in page and "long words" not in page
-    assert "1/255 pixel units" in page
-    md = (report_dir / "report.md").read_text()
-    assert "## Claim verdicts" in md and "figures/mIoU_vs_radius.png" in md
+def test_conventions_appear_once_and_each_table_links_them(small_run):
+    out, _ = small_run
+    page = (out / "report.html").read_text()
+    assert page.count("<h2 id='conventions'>") == 1
+    assert page.count("Chefer&#x27;s AUC = trapezoid") == 1 and page.count("radius_255: L-infinity") == 1
+    for name in ("segmentation", "perturbation", "faithfulness"):
+        assert f"href='#conventions-{name}'" in page and f"id='conventions-{name}'" in page
+    md = (out / "report.md").read_text()
+    assert len(re.findall(r"^## Conventions$", md, re.M)) == 1 and "(#conventions-perturbation)" in md
+
+
+def _markdown_table(md: str, heading: str) -> pd.DataFrame:
+    """The first pipe table after `heading` in a markdown text."""
+    lines = md[md.index(heading):].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    table = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        table.append([cell.strip() for cell in line.strip("|").split("|")])
+    return pd.DataFrame(table[2:], columns=table[0])
+
+
+def test_table_intervals_contain_their_values(small_run):
+    out, _ = small_run
+    page = (out / "report.html").read_text()
+    seg = _markdown_table((out / "report.md").read_text(), "## Segmentation under attack")
+    for metric in ("pixel_accuracy", "mIoU", "mAP"):
+        bounds = seg[f"{metric} 95% CI"].str.strip("[]").str.split(", ", expand=True).astype(float)
+        value = seg[metric].astype(float)
+        assert (bounds[0] <= value + 1e-3).all() and (value <= bounds[1] + 1e-3).all(), metric
+        assert (bounds[0] < bounds[1]).any()
+    assert "topk_overlap 95% CI" in page and "positive_auc_chefer 95% CI" in page
+
+
+def test_claims_grid_only_for_verdicts_of_a_matching_run(tmp_path):
+    from harness.report.run_report import claims_grid
+    from harness.runner.config import ExperimentConfig
+
+    cfg = ExperimentConfig(methods=("rollout",))
+    path = tmp_path / "verdicts.csv"
+    assert claims_grid(path, cfg)[0] is None and "No claim verdicts" in claims_grid(path, cfg)[1]
+    row = {"world": "embedded", "group": "fvit-1", "method": "rollout", "metric": "mIoU (percent)", "verdict": "held"}
+    pd.DataFrame([row]).to_csv(path, index=False)
+    grid, why = claims_grid(path, cfg)
+    assert grid is None and "do not name the run" in why
+    pd.DataFrame([{**row, "config_hash": "other"}]).to_csv(path, index=False)
+    grid, why = claims_grid(path, cfg)
+    assert grid is None and "other settings" in why and cfg.config_hash() in why
+    pd.DataFrame([{**row, "config_hash": cfg.config_hash(), "n_images": 120, "commit": "abc1234"}]).to_csv(path)
+    (frame, source), _ = claims_grid(path, cfg)
+    assert frame["rollout"].tolist() == ["held"] and "abc1234" in source and "120" in source
+
+
+def test_bootstrap_intervals_match_the_normal_approximation_and_pair_images():
+    rng = np.random.default_rng(1)
+    n = 400
+    rows = pd.DataFrame({"topk_overlap": rng.uniform(0, 1, n), "item_id": range(n)})
+    lo, hi = ci.interval(rows, "topk_overlap")
+    half = 1.96 * rows["topk_overlap"].std() / np.sqrt(n)
+    mean = rows["topk_overlap"].mean()
+    assert lo == pytest.approx(mean - half, abs=0.01) and hi == pytest.approx(mean + half, abs=0.01)
+    # Paired: DDS = plain + 0.1 on every image gives a delta interval of exactly 0.1, whatever the spread.
+    both = pd.concat([rows.assign(dds="none"), rows.assign(dds="carlini", topk_overlap=rows["topk_overlap"] + 0.1)])
+    both = both.assign(method="m", radius_255=8.0)
+    d, dlo, dhi, count = ci.delta(both, "topk_overlap", "m", "carlini", 8.0)
+    assert count == n and d == pytest.approx(0.1) and dlo == pytest.approx(0.1) and dhi == pytest.approx(0.1)
+
+
+def _blank_border(png: Path, width: int = 3) -> bool:
+    """True when nothing is drawn in the image's outer `width` pixels: no title or label runs off its edge."""
+    pixels = np.asarray(Image.open(png).convert("L"), dtype=np.int16)
+    border = np.concatenate([pixels[:width].ravel(), pixels[-width:].ravel(), pixels[:, :width].ravel(),
+                             pixels[:, -width:].ravel()])
+    return bool((border > 245).all())
+
+
+def test_blank_border_check_catches_a_clipped_title(tmp_path):
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(3, 1))
+    fig.suptitle("a title much too long for this small figure, cut at both sides", fontsize=14)
+    fig.savefig(tmp_path / "clipped.png")  # no tight bbox: the title runs past the edges
+    plt.close(fig)
+    assert not _blank_border(tmp_path / "clipped.png")
+
+
+def test_figures_are_whole_screen_sized_and_one_per_metric(small_run):
+    out, _ = small_run
+    figures = sorted((out / "figures").glob("*_vs_radius.png"))
+    assert {p.name.removesuffix("_vs_radius.png") for p in figures} == {
+        "pixel_accuracy", "mIoU", "mAP", "positive_auc_chefer", "negative_auc_chefer", "topk_overlap"}
+    for png in [*figures, out / "figures" / "gallery.png"]:
+        assert _blank_border(png), f"{png.name}: something is drawn up to the image's edge (clipped)"
+        width, _ = Image.open(png).size
+        assert 1000 <= width <= 1700, f"{png.name}: {width} px wide, not screen-sized"
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (Debian package `chromium`; .ci/run installs it)")
-def test_report_renders_in_headless_chromium(report_dir, tmp_path):
-    url = (report_dir / "report.html").as_uri()
+def test_report_renders_in_headless_chromium(small_run, tmp_path):
+    out, _ = small_run
+    url = (out / "report.html").as_uri()
     profile = tmp_path / "profile"
     dom = subprocess.run(
-        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=10000", "--dump-dom", url],
+        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--window-size=1280,900", "--virtual-time-budget=10000",
+         "--dump-dom", url],
         capture_output=True, text=True, timeout=120, check=True,
     ).stdout
-    assert dom.count("<table") == 3
-    assert "embedded-fvit-1-rollout-mIoU" in dom
-    loaded = re.search(r'data-images-loaded="(\d+)"', dom)
-    total = re.search(r'data-images-total="(\d+)"', dom)
-    assert loaded and total, "the page's load script did not run"
-    assert int(total.group(1)) == 3 and int(loaded.group(1)) == 3, "some figures did not decode"
+    data = dict(re.findall(r'data-images-([\w-]+)="(\d+)"', dom))
+    assert data, "the page's load script did not run"
+    figures = len(list((out / "figures").glob("*.png")))
+    assert int(data["total"]) == figures == 7 and int(data["loaded"]) == figures, "some figures did not decode"
+    assert int(data["overflowing"]) == 0, "a figure runs past the page's right edge"
+    assert int(data["min-width"]) >= 800, "figures are shown smaller than a screen's width"
+    assert "id=\"summary\"" in dom and "Headline" in dom and "95% CI" in dom
+    assert "Map gallery" in dom
     shot = tmp_path / "shot.png"
     subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", f"--screenshot={shot}",
-                    "--window-size=1200,900", url], capture_output=True, timeout=120, check=True)
+                    "--window-size=1280,2400", url], capture_output=True, timeout=120, check=True)
     assert shot.stat().st_size > 10_000
-
-
-def test_verdict_summary_is_a_claim_by_method_grid():
-    from harness.report.html import verdict_summary
-
-    verdicts = pd.DataFrame([
-        {"world": "embedded", "group": g, "method": m, "metric": "mIoU (percent)", "verdict": v}
-        for g, m, v in (("fvit-1", "rollout", "held"), ("fvit-1", "lrp", "failed"), ("anchor", "lrp", "skipped"))
-    ])
-    grid = verdict_summary(verdicts)
-    assert list(grid.columns) == ["world", "claim", "metric", "lrp", "rollout"]
-    assert grid.iloc[0][["lrp", "rollout"]].tolist() == ["failed", "held"] and len(grid) == 1
-    assert verdict_summary(pd.DataFrame([{"claim": "x", "verdict": "held"}])) is None
+    top = np.asarray(Image.open(shot).convert("L"))[:600]
+    assert (top < 128).mean() > 0.002, "the top of the page (the summary) is blank"

@@ -1,7 +1,13 @@
-"""Plots of a run: each metric against the attack radius, with and without DDS, one panel per method."""
+"""Plots of a run: one figure per metric, every method a small multiple, a line per DDS setting with
+its 95% interval over images as a band.
+
+Titles are drawn inside the image and the file is cropped to everything drawn (`bbox_inches="tight"`),
+so no title is cut off wherever the page shows it; figures are 1200 px wide, a screen's width.
+"""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -9,6 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
 from harness.metrics.registry import get_metric  # noqa: E402
 
@@ -17,45 +24,78 @@ PLOTTED = {
     "perturbation": ("positive_auc_chefer", "negative_auc_chefer"),
     "faithfulness": ("topk_overlap",),
 }
+TITLES = {
+    "segmentation": "Segmentation of the object by the explanation map",
+    "perturbation": "Perturbation test (pixels of the clean image deleted in the map's order)",
+    "faithfulness": "FViT faithfulness: clean vs attacked map",
+}
+WIDTH_IN, DPI = 12.0, 100  # 1200 px
 
 
-def metric_vs_radius(table: pd.DataFrame, metric: str, path: Path, title: str) -> Path:
-    """One panel per method: `metric` against radius (1/255 pixel units), a line per DDS setting."""
+def figure_title(table: str, metric: str) -> str:
+    spec = get_metric(metric)
+    direction = "higher is better" if spec.higher_is_better else "lower is better"
+    return f"{TITLES[table]}: {metric} [{spec.unit}], {direction}; against the PGD radius"
+
+
+def metric_vs_radius(
+    table: pd.DataFrame, metric: str, path: Path, title: str, intervals: pd.DataFrame | None = None
+) -> Path:
+    """One panel per method: `metric` against radius (1/255 pixel units), a line per DDS setting, the
+    95% interval (columns `<metric>_lo`, `<metric>_hi` of `intervals`) as a band around it."""
     methods = sorted(table["method"].unique())
     cols = min(4, len(methods))
     rows = (len(methods) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(rows, cols, figsize=(WIDTH_IN, 2.9 * rows + 0.8), squeeze=False, sharey=True,
+                             layout="constrained")
     spec = get_metric(metric)
+    if intervals is not None and not intervals.empty:
+        table = table.merge(intervals, on=["method", "dds", "radius_255"], how="left")
     for ax, method in zip(axes.flat, methods, strict=False):
         sub = table[table["method"] == method]
-        for dds, line in sub.groupby("dds"):
-            line = line.sort_values("radius_255")
-            ax.plot(line["radius_255"], line[metric], marker="o", label="no DDS" if dds == "none" else f"DDS {dds}")
-        ax.set_title(method, fontsize=9)
-        ax.set_xlabel("PGD radius (/255, pixel units)", fontsize=8)
+        for dds in sorted(sub["dds"].unique(), key=lambda d: (d != "none", d)):  # plain first, in black
+            line = sub[sub["dds"] == dds].sort_values("radius_255")
+            label = "no DDS" if dds == "none" else f"DDS {dds}"
+            style = {"color": "black"} if dds == "none" else {}
+            (drawn,) = ax.plot(line["radius_255"], line[metric], marker="o", ms=3.5, label=label, **style)
+            if f"{metric}_lo" in line:
+                ax.fill_between(line["radius_255"], line[f"{metric}_lo"], line[f"{metric}_hi"],
+                                color=drawn.get_color(), alpha=0.2, linewidth=0)
+        ax.set_title(method, fontsize=10)
         ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=8)
     for ax in axes.flat[len(methods):]:
         ax.axis("off")
-    direction = "higher is better" if spec.higher_is_better else "lower is better"
-    axes[0, 0].set_ylabel(f"{metric} ({spec.unit})", fontsize=8)
-    axes[0, 0].legend(fontsize=7)
-    fig.suptitle(f"{title}: {metric} [{spec.unit}], {direction}", fontsize=10)
-    fig.tight_layout()
+    for ax in axes[-1]:
+        ax.set_xlabel("PGD radius (1/255, [0,1] pixel units x 255)", fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(f"{metric} [{spec.unit}]", fontsize=8)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    if intervals is not None and not intervals.empty:
+        handles.append(Patch(color="gray", alpha=0.25))
+        labels.append("band: 95% bootstrap interval over images")
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=9, frameon=False)
+    fig.suptitle("\n".join(textwrap.wrap(title, 110)), fontsize=11)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", pad_inches=0.15)
     plt.close(fig)
     return path
 
 
-def plot_tables(tables: dict[str, pd.DataFrame], out_dir: Path) -> list[Path]:
-    """Every plot the tables support, as PNG files in `out_dir`."""
-    paths = []
+def plot_tables(
+    tables: dict[str, pd.DataFrame], out_dir: Path, intervals: dict[str, pd.DataFrame] | None = None
+) -> list[tuple[str, Path]]:
+    """(title, PNG path) of every plot the tables support; `intervals` by table name (optional)."""
+    out = []
+    intervals = intervals or {}
     for name, metrics in PLOTTED.items():
         table = tables.get(name)
         if table is None or table.empty:
             continue
-        if name == "perturbation":
+        if name == "perturbation" and "explained" in table:
             table = table[table["explained"] == "pred"]
         for metric in metrics:
-            paths.append(metric_vs_radius(table, metric, out_dir / f"{metric}_vs_radius.png", name))
-    return paths
+            title = figure_title(name, metric)
+            path = metric_vs_radius(table, metric, out_dir / f"{metric}_vs_radius.png", title, intervals.get(name))
+            out.append((title, path))
+    return out

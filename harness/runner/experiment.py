@@ -166,8 +166,10 @@ def _run_chunk(
     todo: dict[tuple[float, str, str], str],
     store: RowStore,
     bar: tqdm,
+    map_sink=None,
 ) -> None:
-    """Compute and store every pending unit of one chunk of items."""
+    """Compute and store every pending unit of one chunk of items; `map_sink(items, method, dds, radius_255,
+    inputs, maps)` sees each finished unit's input batch and maps (the report's gallery keeps a few)."""
     clean = torch.stack([it.image for it in items])
     labels = torch.tensor([int(it.label) for it in items])
     with torch.no_grad():
@@ -208,14 +210,19 @@ def _run_chunk(
             )
             if radius_255 == 0:
                 clean_maps[(method, variant)] = maps
+            if map_sink is not None:
+                map_sink(items, method, variant, float(radius_255), adv, maps)
             store.put(todo[(radius_255, method, variant)], rows)
             bar.update(len(items))
 
 
 def run_experiment(
-    cfg: ExperimentConfig, out_dir: str | Path, shard: int = 0, num_shards: int = 1, progress: bool = True
+    cfg: ExperimentConfig, out_dir: str | Path, shard: int = 0, num_shards: int = 1, progress: bool = True,
+    map_sink=None,
 ) -> Path:
-    """Run (or resume) this shard of `cfg`, persisting each unit as it finishes; returns the store path."""
+    """Run (or resume) this shard of `cfg`, persisting each unit as it finishes; returns the store path.
+
+    map_sink: optional callable given each finished unit's inputs and maps (see `_run_chunk`)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
@@ -237,7 +244,7 @@ def run_experiment(
                 bar.update(len(index_range) * (len(keys) - len(todo)))
                 if todo:
                     items = [dataset[i] for i in index_range]
-                    _run_chunk(cfg, model, explainers, items, chunk, todo, store, bar)
+                    _run_chunk(cfg, model, explainers, items, chunk, todo, store, bar, map_sink)
     finally:
         store.close()
     return path

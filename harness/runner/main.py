@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from harness.report.tables import CONVENTIONS, write_table
 from harness.runner.aggregate import all_tables
@@ -16,7 +15,6 @@ from harness.runner.experiment import distributed_shard, load_rows, merge_shards
 REPORTS = Path("reports")
 CLAIMS_DIR = REPORTS / "claims"
 COST_DIR = REPORTS / "cost"
-GALLERY_METHOD = "transformer_attribution"
 TITLES = {
     "segmentation": "Segmentation (explanation map vs object mask), without and with DDS",
     "perturbation": "Perturbation tests (pixels of the clean image deleted by the map's ranking)",
@@ -62,9 +60,10 @@ def write_tables(cfg: ExperimentConfig, out_dir: Path, rows: pd.DataFrame) -> di
 
 def run_and_report(
     cfg: ExperimentConfig, out_dir: str | Path, shard: int | None = None, num_shards: int | None = None,
-    progress: bool = True,
+    progress: bool = True, gallery: int = 4,
 ) -> dict[str, Path]:
-    """Run `cfg` (resuming), then, once every shard is in, merge and write tables.
+    """Run `cfg` (resuming), then, once every shard is in, merge and write tables and the report (with a
+    gallery of the first `gallery` images, 0 = none, from the maps this process computed where it can).
 
     Without explicit shard arguments the shard comes from torchrun (RANK/WORLD_SIZE) or Slurm
     array variables; with several shards under torchrun, rank 0 merges after a gloo barrier.
@@ -72,7 +71,13 @@ def run_and_report(
     out_dir = Path(out_dir)
     if shard is None or num_shards is None:
         shard, num_shards = distributed_shard()
-    run_experiment(cfg, out_dir, shard, num_shards, progress=progress)
+    collector = None
+    if gallery > 0:
+        from harness.report.gallery import MapCollector
+        from harness.report.run_report import gallery_items, gallery_method
+
+        collector = MapCollector([it.item_id for it in gallery_items(cfg, gallery)], gallery_method(cfg))
+    run_experiment(cfg, out_dir, shard, num_shards, progress=progress, map_sink=collector)
     if num_shards > 1:
         if not _barrier_if_distributed():
             return {}  # a Slurm array task: merge later with `fvit-bench merge`
@@ -83,7 +88,7 @@ def run_and_report(
 
         dist.destroy_process_group()
     paths = write_tables(cfg, out_dir, load_rows(out_dir, cfg))
-    paths["report"] = write_report(cfg, out_dir)
+    paths["report"] = write_report(cfg, out_dir, gallery=gallery, collector=collector)
     return paths
 
 
@@ -99,44 +104,10 @@ def _barrier_if_distributed() -> bool:
     return True
 
 
-def write_gallery(cfg: ExperimentConfig, out_dir: Path, n_images: int = 4) -> Path:
-    """Maps of the first images: plain vs the run's first DDS variant, clean and at the largest radius."""
-    from harness.data.registry import get_dataset
-    from harness.explainers.registry import get_explainer
-    from harness.models.zoo import load_classifier
-    from harness.report.gallery import render_gallery
-    from harness.runner.experiment import load_denoiser_for
-    from harness.smoothing.dds import smooth
-
-    model = load_classifier(cfg.model, cfg.weights)
-    dataset = get_dataset(cfg.dataset, cfg.dataset_root)
-    items = [dataset[i] for i in range(min(n_images, len(dataset)))]
-    images = torch.stack([it.image for it in items])
-    masks = torch.stack([it.mask for it in items])
-    methods = cfg.resolved_methods()
-    method = GALLERY_METHOD if GALLERY_METHOD in methods else methods[0]
-    explainers = {method: get_explainer(method)}
-    if cfg.dds:
-        spec = cfg.dds[0]
-        explainers[f"{method} + DDS {spec.variant}"] = smooth(
-            get_explainer(method), load_denoiser_for(cfg), spec.variant, sigma=spec.sigma, samples=spec.samples,
-            fusion=spec.fusion, seed=cfg.seed, sample_target=spec.sample_target,
-        )
-    radius = max(cfg.radii)
-    return render_gallery(model, images, masks, explainers, radius, out_dir / "figures" / "gallery.png", cfg.seed)
-
-
 def write_report(cfg: ExperimentConfig, out_dir: Path, claims_dir: Path = CLAIMS_DIR,
-                 cost_dir: Path = COST_DIR) -> Path:
-    """report.html/.md of a run folder: its tables and plots, the gallery, and the latest verdicts and cost."""
-    from harness.report.html import build_report
-    from harness.report.plots import plot_tables
+                 cost_dir: Path = COST_DIR, gallery: int = 4, collector=None) -> Path:
+    """report.html/.md of a run folder (`harness.report.run_report`): summary, tables with intervals, plots,
+    a gallery of the first `gallery` images (0 = none; `collector` = maps the run kept), matching verdicts, cost."""
+    from harness.report.run_report import write_run_report
 
-    tables = {name: out_dir / f"{name}.csv" for name in TITLES}
-    tables["verdicts"] = claims_dir / "verdicts.csv"
-    tables["cost"] = cost_dir / "cost.csv"
-    frames = {name: pd.read_csv(path) for name, path in tables.items() if name in TITLES and path.is_file()}
-    figures = [(f"{p.stem.replace('_', ' ')}", p) for p in plot_tables(frames, out_dir / "figures")]
-    figures.append(("gallery: image, mask, maps without and with DDS, clean and attacked", write_gallery(cfg, out_dir)))
-    html_path, _ = build_report(out_dir, tables, figures, title=f"fvit-bench report: {cfg.name}")
-    return html_path
+    return write_run_report(cfg, out_dir, load_rows(out_dir, cfg), claims_dir, cost_dir, gallery, collector)

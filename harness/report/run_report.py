@@ -1,0 +1,280 @@
+"""The report of one run folder: summary, headline with intervals, tables, figures, gallery, conventions.
+
+`write_run_report` reads what the run wrote (its rows and tables) and, clearly labelled as coming from
+elsewhere, the claims suite's verdicts (only when their run's settings match this one's) and the cost
+table of `fvit-bench cost`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+
+from harness.report import intervals as ci
+from harness.report.gallery import RADIUS_255, MapCollector, compute_gallery, from_collector, render_gallery
+from harness.report.html import Report, build_report, verdict_summary
+from harness.report.plots import PLOTTED, plot_tables
+from harness.report.tables import CONVENTIONS, DDS, RADIUS
+from harness.runner.config import ExperimentConfig
+
+NO_DDS = "none"
+GALLERY_METHOD = "transformer_attribution"
+HEADINGS = {
+    "segmentation": "Segmentation under attack",
+    "perturbation": "Perturbation tests",
+    "faithfulness": "Faithfulness under attack",
+}
+# The headline's metrics: those the protocol's claims are about (PROTOCOL.md section 1).
+HEADLINE = {
+    "segmentation": ("pixel_accuracy", "mIoU", "mAP"),
+    "perturbation": ("positive_auc_chefer", "negative_auc_chefer"),
+    "faithfulness": ("topk_overlap",),
+}
+INTERVAL_NOTE = (
+    "95% interval: percentile bootstrap over the run's images (1,000 resamples), each resample scored as the "
+    "table scores the full set; a delta's interval resamples the same images with and without DDS (paired). "
+    "In the headline, better / worse = the delta's interval lies wholly on the metric's better / worse side of 0; "
+    "within noise = it contains 0."
+)
+FILES = {
+    "segmentation.md": "segmentation table with its context (also .csv)",
+    "perturbation.md": "perturbation AUCs, Chefer's and Re's conventions (also .csv)",
+    "faithfulness.md": "top-k overlap and prediction agreement under attack (also .csv)",
+    "rows.sqlite": "one row per (image, method, DDS variant, radius): the durable, resumable store",
+    "config.json": "the exact configuration of the run",
+    "figures": "the figures of this page (PNG)",
+}
+
+
+def code_commit() -> str:
+    """The git commit of the code that wrote the report ('unknown' outside a git checkout)."""
+    try:
+        out = subprocess.run(["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
+
+
+def headline_radius(cfg: ExperimentConfig) -> float | None:
+    """The claims' radius 8/255 when the run has it, else its largest attack radius (None: no attack)."""
+    attacked = [float(r) for r in cfg.radii_255 if float(r) > 0]
+    if not attacked:
+        return None
+    return RADIUS_255 if RADIUS_255 in attacked else max(attacked)
+
+
+def _better(metric: str, lo: float, hi: float) -> str:
+    from harness.metrics.registry import get_metric
+
+    sign = 1 if get_metric(metric).higher_is_better else -1
+    if lo * sign > 0 and hi * sign > 0:
+        return "better"
+    if lo * sign < 0 and hi * sign < 0:
+        return "worse"
+    return "within noise"
+
+
+def headline(cfg: ExperimentConfig, rows: pd.DataFrame, tables: dict[str, pd.DataFrame]
+             ) -> tuple[list[str], pd.DataFrame | None]:
+    """One sentence per (table, DDS variant) and a method x metric table of DDS minus plain [95% interval]."""
+    radius = headline_radius(cfg)
+    variants = [d.variant for d in cfg.dds]
+    if radius is None or not variants:
+        return ["No attacked radius or no DDS variant in this run: no with/without-DDS comparison to report."], None
+    lines, grid = [], []
+    for variant in variants:
+        for method in sorted(rows["method"].unique()):
+            entry = {"DDS": variant, "method": method}
+            for name, metrics in HEADLINE.items():
+                if name not in tables:
+                    continue
+                for metric in metrics:
+                    d, lo, hi, _ = ci.delta(rows, metric, method, variant, radius)
+                    entry[metric] = f"{d:+.3g} [{lo:+.3g}, {hi:+.3g}]"
+                    entry[f"_{metric}"] = _better(metric, lo, hi)
+            grid.append(entry)
+        frame = pd.DataFrame([g for g in grid if g["DDS"] == variant])
+        for name, metrics in HEADLINE.items():
+            if name not in tables:
+                continue
+            parts = []
+            for metric in metrics:
+                verdicts = frame[f"_{metric}"]
+                counts = [f"{kind} for {(verdicts == kind).sum()}"
+                          + ("" if kind == "better" else f" ({', '.join(frame.loc[verdicts == kind, 'method'])})")
+                          for kind in ("better", "worse", "within noise") if (verdicts == kind).any()]
+                parts.append(f"{metric} {', '.join(counts)}")
+            lines.append(f"{HEADINGS[name]}, DDS {variant} vs plain at PGD {radius:g}/255, {len(frame)} methods: "
+                         + "; ".join(parts) + ".")
+    table = pd.DataFrame(grid)
+    table = table[[c for c in table.columns if not c.startswith("_")]]
+    return lines, table
+
+
+def _with_interval_columns(table: pd.DataFrame, cells: pd.DataFrame, metrics: tuple[str, ...]) -> pd.DataFrame:
+    keys = [k for k in ("method", "dds", "radius_255", "explained") if k in table and k in cells]
+    merged = table.merge(cells, on=keys, how="left")
+    out = table.copy()
+    for metric in metrics:
+        lo, hi = merged[f"{metric}_lo"], merged[f"{metric}_hi"]
+        column = [f"[{a:.3g}, {b:.3g}]" if pd.notna(a) else "" for a, b in zip(lo, hi, strict=True)]
+        out.insert(out.columns.get_loc(metric) + 1, f"{metric} 95% CI", column)
+    return out
+
+
+def _intervals(name: str, rows: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    metrics = PLOTTED[name]
+    if name == "perturbation":
+        modes = table["explained"].unique() if "explained" in table else ["pred"]
+        parts = [ci.cell_intervals(rows, metrics, explained=m).assign(explained=m) for m in modes]
+        return pd.concat(parts, ignore_index=True)
+    return ci.cell_intervals(rows, metrics, attacked_only=name == "faithfulness")
+
+
+def claims_grid(verdicts_csv: Path, cfg: ExperimentConfig) -> tuple[tuple[pd.DataFrame, str] | None, str]:
+    """The claims suite's verdict grid, only for verdicts of a run with this run's settings (same config hash).
+
+    Returns ((grid, where it comes from), "") or (None, why none is shown).
+    """
+    if not verdicts_csv.is_file():
+        return None, (f"No claim verdicts at {verdicts_csv} (`pytest claims/` writes them); none are shown.")
+    verdicts = pd.read_csv(verdicts_csv)
+    if "config_hash" not in verdicts:
+        return None, (f"Not shown: the verdicts in {verdicts_csv} do not name the run they come from (no "
+                      "config_hash column), so they cannot be matched with this run's settings.")
+    mine = verdicts[verdicts["config_hash"].astype(str) == cfg.config_hash()]
+    grid = verdict_summary(mine) if not mine.empty else None
+    if grid is None:
+        hashes = ", ".join(sorted(verdicts["config_hash"].dropna().astype(str).unique()))
+        return None, (f"Not shown: the verdicts in {verdicts_csv} come from runs with other settings (config "
+                      f"hash {hashes}; this run {cfg.config_hash()}).")
+    where = [f"config hash {cfg.config_hash()}"]
+    for col, label in (("n_images", "images"), ("commit", "commit"), ("date", "date")):
+        if col in mine:
+            where.append(f"{label} {', '.join(sorted(mine[col].dropna().astype(str).unique()))}")
+    return (grid, f"Verdicts of the claims suite ({verdicts_csv}), from a run with this run's settings: "
+                  + "; ".join(where) + "."), ""
+
+
+def _cost(cost_dir: Path) -> tuple[pd.DataFrame, list[str]] | None:
+    csv = cost_dir / "cost.csv"
+    if not csv.is_file():
+        return None
+    md = csv.with_suffix(".md")
+    notes = [line[2:] for line in md.read_text().splitlines() if line.startswith("- ")] if md.is_file() else []
+    when = dt.datetime.fromtimestamp(csv.stat().st_mtime, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return pd.read_csv(csv), [f"Not measured by this run: `fvit-bench cost` wrote {csv} at {when}.", *notes]
+
+
+def gallery_items(cfg: ExperimentConfig, n: int) -> list:
+    """The first `n` items of the run (fewer when the run has fewer)."""
+    from harness.data.registry import get_dataset
+
+    dataset = get_dataset(cfg.dataset, cfg.dataset_root)
+    total = len(dataset) if cfg.limit is None else min(cfg.limit, len(dataset))
+    return [dataset[i] for i in range(min(n, total))]
+
+
+def gallery_method(cfg: ExperimentConfig) -> str:
+    methods = cfg.resolved_methods()
+    return GALLERY_METHOD if GALLERY_METHOD in methods else methods[0]
+
+
+def write_gallery(cfg: ExperimentConfig, out_dir: Path, n: int, rows: pd.DataFrame,
+                  collector: MapCollector | None = None) -> tuple[str, Path] | None:
+    """The gallery's PNG for the first `n` images at PGD 8/255 (None when n is 0): the run's own maps when
+    `collector` holds all of them, else computed for those images alone."""
+    if n <= 0:
+        return None
+    from harness.data.embedded import CLASS_NAMES
+
+    items = gallery_items(cfg, n)
+    method, variants = gallery_method(cfg), [d.variant for d in cfg.dds]
+    if collector is not None and collector.complete(variants):
+        images, source = from_collector(collector, items, variants, rows), "maps, predictions and overlaps of this run"
+    else:
+        images, source = _recompute(cfg, items, method), "maps computed for these images alone (not stored by the run)"
+    names = CLASS_NAMES if cfg.dataset == "embedded" else None
+    path = render_gallery(images, method, variants, RADIUS_255, cfg.topk, out_dir / "figures" / "gallery.png",
+                          names, source=f"first {len(images)} images of the run; {source}")
+    caption = (f"The first {len(images)} images: clean and PGD {RADIUS_255:g}/255 input, mask, and {method}'s map "
+               f"without and with each DDS variant ({', '.join(variants) or 'none in this run'}), clean and "
+               f"attacked; {source}.")
+    return caption, path
+
+
+def _recompute(cfg: ExperimentConfig, items: list, method: str):
+    from harness.explainers.registry import get_explainer
+    from harness.models.zoo import load_classifier
+    from harness.runner.experiment import load_denoiser_for
+    from harness.smoothing.dds import smooth
+
+    model = load_classifier(cfg.model, cfg.weights)
+    explainers = {NO_DDS: get_explainer(method)}
+    denoiser = load_denoiser_for(cfg)
+    for spec in cfg.dds:
+        explainers[spec.variant] = smooth(get_explainer(method), denoiser, spec.variant, sigma=spec.sigma,
+                                          samples=spec.samples, fusion=spec.fusion, seed=cfg.seed,
+                                          sample_target=spec.sample_target)
+    return compute_gallery(model, items, explainers, RADIUS_255, cfg.topk, cfg.attack_steps, cfg.seed)
+
+
+def write_run_report(
+    cfg: ExperimentConfig, out_dir: Path, rows: pd.DataFrame, claims_dir: Path, cost_dir: Path,
+    gallery: int = 4, collector: MapCollector | None = None,
+) -> Path:
+    """report.html/.md of a run folder; returns the HTML path."""
+    from harness.runner.main import _sigma_text, attack_text
+
+    frames = {name: pd.read_csv(out_dir / f"{name}.csv") for name in HEADINGS if (out_dir / f"{name}.csv").is_file()}
+    cells = {name: _intervals(name, rows, frame) for name, frame in frames.items()}
+    plot_cells = {name: c[c["explained"] == "pred"].drop(columns="explained") if "explained" in c else c
+                  for name, c in cells.items()}
+    figures = plot_tables(frames, out_dir / "figures", plot_cells)
+    lines, grid = headline(cfg, rows, frames)
+    world = "embedded world (synthetic shapes; an analogue, not the papers' data)" if cfg.dataset == "embedded" \
+        else cfg.dataset
+    dds = "; ".join(f"{d.variant} (sigma {_sigma_text(d)}, samples {d.samples or 'the variant default'})"
+                    for d in cfg.dds) or "none"
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    run = [
+        ("Run", f"{cfg.name}: config hash {cfg.config_hash()}, seed {cfg.seed}; report written {now} by code at "
+                f"commit {code_commit()}"),
+        ("Model", cfg.model + (f" ({cfg.weights})" if cfg.weights else "")),
+        ("Data", f"{world}: {rows['item_id'].nunique()} images"),
+        ("Methods", ", ".join(sorted(rows["method"].unique()))),
+        ("DDS variants", dds),
+        ("Attack radii", ", ".join(f"{float(r):g}/255" for r in cfg.radii_255)
+         + " (L-inf, [0,1] pixel units x 255; 0 = clean)"),
+        ("Attack", attack_text(cfg)),
+        ("Tasks", ", ".join(cfg.tasks)),
+    ]
+    tables = {name: (HEADINGS[name], _with_interval_columns(frame, cells[name], PLOTTED[name]))
+              for name, frame in frames.items()}
+    conventions = {"all": (RADIUS, DDS, INTERVAL_NOTE)}
+    conventions.update({name: tuple(c for c in CONVENTIONS[name] if c not in (RADIUS, DDS)) for name in frames})
+    claims, claims_note = claims_grid(claims_dir / "verdicts.csv", cfg)
+    radius = headline_radius(cfg)
+    report = Report(
+        title=f"fvit-bench report: {cfg.name}",
+        run=run,
+        headline=lines,
+        headline_table=grid,
+        headline_note=(f"Headline table: DDS minus plain at PGD {radius:g}/255 per method, with its paired 95% "
+                       "interval over images, in each metric's unit." if radius is not None else ""),
+        files=[(p, what) for p, what in FILES.items() if (out_dir / p).exists()],
+        tables=tables,
+        conventions=conventions,
+        figures=figures,
+        gallery=write_gallery(cfg, out_dir, gallery, rows, collector),
+        claims=claims,
+        claims_note=claims_note,
+        cost=_cost(cost_dir),
+    )
+    html_path, _ = build_report(out_dir, report)
+    return html_path
+
