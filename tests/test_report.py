@@ -25,7 +25,7 @@ def test_report_opens_with_a_summary_of_the_run(small_run):
     page = (out / "report.html").read_text()
     summary = page[page.index("id='summary'"):page.index("id='verdict-summary'")]
     for needed in ("mini-vit", "embedded world", "4 images", "raw_attention, rollout", "carlini", "32.0/255",
-                   "0/255, 8/255", "config hash", "commit", "Headline", "PGD 8/255, DDS carlini vs plain",
+                   "0/255, 8/255", "config hash", "commit", "Headline", "DDS carlini vs plain at PGD 8/255",
                    "rows.sqlite", "segmentation.md"):
         assert needed in summary, needed
     assert page.index("id='summary'") < page.index("id='segmentation'")  # summary comes first
