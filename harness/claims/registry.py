@@ -20,7 +20,7 @@ WORLDS = ("paper", "embedded")
 @dataclass(frozen=True)
 class Claim:
     id: str
-    claim: str  # which claim of PROTOCOL.md section 1 (fvit-1, fvit-2, re-3, re-4) or "anchor"
+    claim: str  # which claim of docs/PROTOCOL.md section 1 (fvit-1, fvit-2, re-3, re-4) or "anchor"
     source: str
     table: str
     statement: str

@@ -1,6 +1,6 @@
 """Sampling uncertainty of a relation claim: a paired bootstrap over images of delta = dds - none.
 
-A relation claim is judged on its point estimate (PROTOCOL.md section 1 states directions); the
+A relation claim is judged on its point estimate (docs/PROTOCOL.md section 1 states directions); the
 interval says whether that estimate is more than sampling noise on the images at hand. Both
 settings are resampled with the same image draws (paired), and each resampled dataset is scored
 exactly as the tables score the full one: segmentation from summed per-image counts, perturbation
