@@ -111,3 +111,22 @@ def test_the_checks_catch_a_wrong_command():
         _check_command([".venv/bin/pip", "install", "-e", ".[nope]"], "x")
     with pytest.raises(AssertionError, match="markers"):
         _check_command(["pytest", "-m", "fast"], "x")
+
+
+def test_every_protocol_citation_names_a_section_of_docs_protocol():
+    """No file cites a PROTOCOL.md a user does not have; every cited section exists in docs/PROTOCOL.md."""
+    sections = set(re.findall(r"^## (\d+)\. ", (ROOT / "docs" / "PROTOCOL.md").read_text(), re.M))
+    assert sections >= {"1", "3", "4", "5", "6"}
+    cited = 0
+    for path in [*ROOT.glob("harness/**/*.py"), *ROOT.glob("tests/**/*.py"), *ROOT.glob("claims/*.*"),
+                 *ROOT.glob("*.md"), *ROOT.glob("docs/*.md"), *ROOT.glob("benchmarks/*.py")]:
+        text = path.read_text(errors="replace")
+        if path.name == "test_docs.py":
+            continue
+        for match in re.finditer(r"([\w./-]*)PROTOCOL\.md(?: section| §)? ?(\d+)?", text):
+            prefix, section = match.groups()
+            where = path.relative_to(ROOT)
+            assert prefix.endswith("docs/"), f"{where} cites {match.group(0)!r}: cite docs/PROTOCOL.md"
+            assert section is None or section in sections, f"{where}: docs/PROTOCOL.md has no section {section}"
+            cited += 1
+    assert cited > 10

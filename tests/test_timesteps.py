@@ -1,4 +1,4 @@
-"""Timestep rules and the respaced chain against PROTOCOL.md section 4."""
+"""Timestep rules and the respaced chain against docs/PROTOCOL.md section 4."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""PGD L-infinity on the prediction, by the papers' protocol (PROTOCOL.md section 5)."""
+"""PGD L-infinity on the prediction, by the papers' protocol (docs/PROTOCOL.md section 5)."""
 
 from __future__ import annotations
 

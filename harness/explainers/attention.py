@@ -1,4 +1,4 @@
-"""Attention-only methods: raw attention and rollout (PROTOCOL.md section 3)."""
+"""Attention-only methods: raw attention and rollout (docs/PROTOCOL.md section 3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Attribution Rollout (Xu et al. 2023; PROTOCOL.md section 3), batched.
+"""Attribution Rollout (Xu et al. 2023; docs/PROTOCOL.md section 3), batched.
 
 Per block b an early-exit logit F_b = head(norm(x_b)) on the block output x_b; G_b = dF_b[t] / dA_b.
 The reference code's "integrated gradient" sums alpha * G_b over 20 alphas in [0, 1] (the gradient is

@@ -8,7 +8,7 @@ from harness.explainers import (  # noqa: F401
     lrp,
 )
 
-# The eight methods of PROTOCOL.md section 3, by registry name.
+# The eight methods of docs/PROTOCOL.md section 3, by registry name.
 BUILTIN_METHODS: tuple[str, ...] = (
     "raw_attention",
     "rollout",

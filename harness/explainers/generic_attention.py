@@ -1,4 +1,4 @@
-"""Generic attention explainability (Chefer, Gur, Wolf, ICCV 2021) for a ViT (PROTOCOL.md section 3)."""
+"""Generic attention explainability (Chefer, Gur, Wolf, ICCV 2021) for a ViT (docs/PROTOCOL.md section 3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Attention GradCAM (Chefer's baseline; PROTOCOL.md section 3): heads are the channels."""
+"""Attention GradCAM (Chefer's baseline; docs/PROTOCOL.md section 3): heads are the channels."""
 
 from __future__ import annotations
 

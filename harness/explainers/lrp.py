@@ -1,4 +1,4 @@
-"""LRP-based methods: full LRP, partial LRP (Voita) and Transformer Attribution (PROTOCOL.md section 3)."""
+"""LRP-based methods: full LRP, partial LRP (Voita) and Transformer Attribution (docs/PROTOCOL.md section 3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""An LRP-capable forward over the weights of an unchanged timm VisionTransformer (PROTOCOL.md section 3).
+"""An LRP-capable forward over the weights of an unchanged timm VisionTransformer (docs/PROTOCOL.md section 3).
 
 `trace_forward` re-runs the timm modules of a `ViTClassifier` step by step and keeps every
 activation the relevance rules need; its logits are timm's. `propagate` then sends relevance from

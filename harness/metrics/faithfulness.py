@@ -1,4 +1,4 @@
-"""FViT's faithfulness measures (Hu et al., ICML 2024; PROTOCOL.md section 1).
+"""FViT's faithfulness measures (Hu et al., ICML 2024; docs/PROTOCOL.md section 1).
 
 An explanation is faithful within a radius R if, for inputs x' with ||x' - x|| <= R,
 (a) the top-k indices of the explanation stay stable: the top-k overlap ratio

@@ -1,4 +1,4 @@
-"""Positive and negative perturbation tests (Chefer 2021; FViT and Re), PROTOCOL.md section 6.
+"""Positive and negative perturbation tests (Chefer 2021; FViT and Re), docs/PROTOCOL.md section 6.
 
 For each step p in 0.1 ... 0.9, the top ``int(H * W * p)`` pixels of the map are deleted (set to 0 in
 [0, 1] pixel space, all three channels) from the CLEAN image, and the score is top-1 correctness of

@@ -1,4 +1,4 @@
-"""Segmentation metrics of ImageNet-Segmentation as Chefer's evaluation computes them (PROTOCOL.md 6).
+"""Segmentation metrics of ImageNet-Segmentation as Chefer's evaluation computes them (docs/PROTOCOL.md 6).
 
 Per image, `segmentation_stats` returns additive counts and the image's AP; `aggregate_segmentation`
 sums the counts over the dataset. All three metrics are reported in percent:

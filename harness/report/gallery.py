@@ -23,7 +23,7 @@ from harness.attacks.pgd import pgd_linf  # noqa: E402
 from harness.metrics.faithfulness import topk_overlap  # noqa: E402
 from harness.models.classifier import ViTClassifier  # noqa: E402
 
-RADIUS_255 = 8.0  # the claims' attack radius (PROTOCOL.md section 1: PGD 8/255)
+RADIUS_255 = 8.0  # the claims' attack radius (docs/PROTOCOL.md section 1: PGD 8/255)
 NO_DDS = "none"
 
 

@@ -27,7 +27,7 @@ HEADINGS = {
     "perturbation": "Perturbation tests",
     "faithfulness": "Faithfulness under attack",
 }
-# The headline's metrics: those the protocol's claims are about (PROTOCOL.md section 1).
+# The headline's metrics: those the protocol's claims are about (docs/PROTOCOL.md section 1).
 HEADLINE = {
     "segmentation": ("pixel_accuracy", "mIoU", "mAP"),
     "perturbation": ("positive_auc_chefer", "negative_auc_chefer"),

@@ -1,6 +1,6 @@
 """The experiment runner: attack -> (DDS) -> explain -> metrics, persisted unit by unit, resumable.
 
-Order (PROTOCOL.md section 5): the image is attacked (PGD on the prediction; radius 0 = clean),
+Order (docs/PROTOCOL.md section 5): the image is attacked (PGD on the prediction; radius 0 = clean),
 optionally smoothed by DDS, explained for the class the model predicts on the attacked image
 ("pred"; under DDS each purified sample explains its own prediction, as the papers' code does) or
 for the label ("target"); segmentation scores the map against the mask, the

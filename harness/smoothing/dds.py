@@ -9,7 +9,7 @@ under no_grad; `harness.attacks.adaptive` differentiates through them).
 
 Noise levels `sigma` are pixel-space standard deviations (images in [0,1]) for every variant.
 FViT/Re define delta in [-1,1] space; `harness.smoothing.timesteps.model_space_std` converts
-(pixel sigma = delta / 2, so their delta = 8/255 is sigma = 4/255 here). See PROTOCOL.md section 4.
+(pixel sigma = delta / 2, so their delta = 8/255 is sigma = 4/255 here). See docs/PROTOCOL.md section 4.
 
 Variants: carlini (one-shot), fvit, re, and the fvit-pipeline ablations noise_only and denoise_only.
 """

@@ -1,4 +1,4 @@
-"""Diffusion schedules and the timestep rules of the DDS variants (PROTOCOL.md section 4).
+"""Diffusion schedules and the timestep rules of the DDS variants (docs/PROTOCOL.md section 4).
 
 Schedules are computed in float64: diffusers keeps alphas_cumprod in float32, which can move a
 borderline timestep by one.

@@ -57,7 +57,7 @@ def random_deletion(images: torch.Tensor, fraction: float, generator: torch.Gene
     """Zero a random share p ~ U(0, 0.9) of the pixels of a random `fraction` of the images.
 
     Pixels are deleted in the order of a random smooth field (noise on a 4x4 or 8x8 grid, upsampled
-    bilinearly): blobs shaped like the ranked deletions of the perturbation test (PROTOCOL.md section 6),
+    bilinearly): blobs shaped like the ranked deletions of the perturbation test (docs/PROTOCOL.md section 6),
     so that test measures which pixels a map ranks first, not the shock of seeing black pixels at all.
     """
     n, _, h, w = images.shape
