@@ -154,3 +154,28 @@ def test_report_renders_in_headless_chromium(small_run, tmp_path):
     assert shot.stat().st_size > 10_000
     top = np.asarray(Image.open(shot).convert("L"))[:600]
     assert (top < 128).mean() > 0.002, "the top of the page (the summary) is blank"
+
+
+def test_gallery_collects_the_runs_own_maps(tmp_path):
+    """The maps the runner hands the gallery are the ones its rows were computed from: their top-k overlap
+    equals the stored row's, for plain and DDS units alike."""
+    import torch
+
+    from harness.metrics.faithfulness import topk_overlap
+    from harness.report.gallery import MapCollector
+    from harness.runner.config import DDSSpec, ExperimentConfig
+    from harness.runner.experiment import load_rows, run_experiment
+
+    cfg = ExperimentConfig(methods=("raw_attention",), dds=(DDSSpec("carlini", sigma=32 / 255, samples=1),),
+                           radii_255=(0, 8), limit=2, batch_size=2, tasks=("segmentation",))
+    collector = MapCollector(["embedded-test-000001"], "raw_attention")
+    run_experiment(cfg, tmp_path, progress=False, map_sink=collector)
+    assert collector.complete(["carlini"]) and len(collector.maps) == 4  # 1 item x {none, carlini} x {0, 8}
+    rows = load_rows(tmp_path, cfg).set_index(["item_id", "dds", "radius_255"])
+    for dds in ("none", "carlini"):
+        clean = collector.maps[("embedded-test-000001", dds, 0.0)][1]
+        attacked = collector.maps[("embedded-test-000001", dds, 8.0)][1]
+        overlap = topk_overlap(clean[None], attacked[None], cfg.topk).item()
+        assert overlap == pytest.approx(rows.loc[("embedded-test-000001", dds, 8.0), "topk_overlap"], abs=1e-6)
+    assert not torch.equal(collector.maps[("embedded-test-000001", "none", 8.0)][0],
+                           collector.maps[("embedded-test-000001", "none", 0.0)][0])  # attacked input kept

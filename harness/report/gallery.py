@@ -114,6 +114,11 @@ def compute_gallery(
     return out
 
 
+def _topk_text(topk: float) -> str:
+    """'top-10%' for a fraction of the map's pixels, 'top-50' for a count."""
+    return f"top-{topk * 100:g}%" if topk < 1 else f"top-{int(topk)}"
+
+
 def _name(cls: int, class_names: Sequence[str] | None) -> str:
     return class_names[cls] if class_names and 0 <= cls < len(class_names) else str(cls)
 
@@ -141,7 +146,7 @@ def render_gallery(
                 verdict = "right" if cell.pred == img.label else "wrong"
                 text = f"pred {_name(cell.pred, class_names)} ({verdict})"
                 if cell.overlap is not None:
-                    text += f"\ntop-{topk:g} overlap {cell.overlap:.2f}"
+                    text += f"\n{_topk_text(topk)} overlap {cell.overlap:.2f}"
                 panels.append((cell.map, "jet", text))
         for c, (data, cmap, text) in enumerate(panels):
             ax = axes[r, c]
@@ -156,7 +161,7 @@ def render_gallery(
                 ax.set_title(headers[c], fontsize=8)
     title = (f"Map gallery: {method}, plain and with each DDS variant, on the clean image and under PGD "
              f"{radius_255:g}/255 (L-inf, [0,1] pixel units x 255). pred = the class the classifier predicts on "
-             f"that input; top-{topk:g} overlap = FViT's overlap of the attacked map's top pixels with the clean "
+             f"that input; {_topk_text(topk)} overlap = FViT's overlap of the attacked map's top pixels with the clean "
              f"map's. {source}")
     fig.suptitle("\n".join(textwrap.wrap(title, int(16 * columns))), fontsize=9)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -85,21 +85,24 @@ def headline(cfg: ExperimentConfig, rows: pd.DataFrame, tables: dict[str, pd.Dat
     variants = [d.variant for d in cfg.dds]
     if radius is None or not variants:
         return ["No attacked radius or no DDS variant in this run: no with/without-DDS comparison to report."], None
+
+    def measurable(metric: str) -> bool:  # the headline explains the predicted class ("pred" curves)
+        return not metric.endswith(("_chefer", "_re")) or f"{metric.split('_', 1)[0]}_pred" in rows
+
+    shown = {name: [m for m in metrics if measurable(m)] for name, metrics in HEADLINE.items() if name in tables}
     lines, grid = [], []
     for variant in variants:
         for method in sorted(rows["method"].unique()):
             entry = {"DDS": variant, "method": method}
-            for name, metrics in HEADLINE.items():
-                if name not in tables:
-                    continue
+            for metrics in shown.values():
                 for metric in metrics:
                     d, lo, hi, _ = ci.delta(rows, metric, method, variant, radius)
                     entry[metric] = f"{d:+.3g} [{lo:+.3g}, {hi:+.3g}]"
                     entry[f"_{metric}"] = _better(metric, lo, hi)
             grid.append(entry)
         frame = pd.DataFrame([g for g in grid if g["DDS"] == variant])
-        for name, metrics in HEADLINE.items():
-            if name not in tables:
+        for name, metrics in shown.items():
+            if not metrics:
                 continue
             parts = []
             for metric in metrics:
