@@ -179,3 +179,16 @@ def test_gallery_collects_the_runs_own_maps(tmp_path):
         assert overlap == pytest.approx(rows.loc[("embedded-test-000001", dds, 8.0), "topk_overlap"], abs=1e-6)
     assert not torch.equal(collector.maps[("embedded-test-000001", "none", 8.0)][0],
                            collector.maps[("embedded-test-000001", "none", 0.0)][0])  # attacked input kept
+
+
+def test_verdict_summary_is_a_claim_by_method_grid():
+    from harness.report.html import verdict_summary
+
+    verdicts = pd.DataFrame([
+        {"world": "embedded", "group": g, "method": m, "metric": "mIoU (percent)", "verdict": v}
+        for g, m, v in (("fvit-1", "rollout", "held"), ("fvit-1", "lrp", "failed"), ("anchor", "lrp", "skipped"))
+    ])
+    grid = verdict_summary(verdicts)
+    assert list(grid.columns) == ["world", "claim", "metric", "lrp", "rollout"]
+    assert grid.iloc[0][["lrp", "rollout"]].tolist() == ["failed", "held"] and len(grid) == 1
+    assert verdict_summary(pd.DataFrame([{"claim": "x", "verdict": "held"}])) is None
