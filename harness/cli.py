@@ -267,7 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--samples", type=int, default=None, help="DDS samples per image")
     run.add_argument("--radii", type=_numbers, default=None, help="comma-separated PGD L-inf radii in 1/255 pixel "
                      "units, e.g. 0,8")
-    run.add_argument("--tasks", type=_csv, default=None, help="comma-separated tasks: segmentation,perturbation")
+    run.add_argument("--tasks", type=_csv, default=None,
+                     help="comma-separated tasks: segmentation,perturbation (default); opt-in "
+                     "insertion_deletion,road,max_sensitivity")
     run.add_argument("--model", default=None, help="mini-vit, vit_base_patch16_224 or deit_base_patch16_224")
     run.add_argument("--weights", default=None, help="local weights of a paper model (or its FVIT_* variable)")
     run.add_argument("--dataset", default=None, help="embedded, imagenet-seg or imagenet-val")

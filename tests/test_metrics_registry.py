@@ -19,7 +19,7 @@ REQUIRED = {
     "prediction_agreement",
 }
 # the `convention` values of shared/reference/reported_results.csv, plus plain fractions
-CONVENTIONS = {"percent", "chefer_trapz_x100", "re_trapz_div8", "fraction"}
+CONVENTIONS = {"percent", "chefer_trapz_x100", "re_trapz_div8", "fraction", "prob_trapz", "relative_l2"}
 
 
 def test_registry_covers_the_protocol_metrics():

@@ -3,7 +3,8 @@
 Reports and claims look units and conventions up here. A unit string is also the `convention`
 column of shared/reference/reported_results.csv where that file has the metric:
 "percent" (0-100), "chefer_trapz_x100" (Chefer's perturbation AUC, max 90), "re_trapz_div8"
-(Re's perturbation AUC, max 1), "fraction" (0-1).
+(Re's perturbation AUC, max 1), "fraction" (0-1). Added beyond the papers: "prob_trapz" (area under a
+probability curve over [0, 1], max 1) and "relative_l2" (a map change relative to the clean map's norm).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from harness.metrics import faithfulness, perturbation
+from harness.metrics import faithfulness, insertion_deletion, perturbation, sensitivity
 from harness.metrics.segmentation import aggregate_segmentation
 
 
@@ -38,6 +39,8 @@ def _segmentation(key: str) -> Callable[[Iterable[Mapping[str, float]]], float]:
 
 _SEG_ROWS = "per-image rows of harness.metrics.segmentation.segmentation_stats"
 _CURVE = "10-point accuracy curve [clean, acc@0.1, ..., acc@0.9] (fractions)"
+_PROB_CURVE = "(n+1)-point softmax probability of the explained class at fractions 0, 1/n, ..., 1"
+_ROAD_CURVE = "10-point ROAD accuracy curve [clean, acc@0.1, ..., acc@0.9] (fractions, imputed pixels)"
 
 _SPECS = (
     MetricSpec(
@@ -95,6 +98,46 @@ _SPECS = (
         True,
         _CURVE,
         "negative perturbation (least relevant deleted first), Re's AUC",
+    ),
+    MetricSpec(
+        "insertion_auc",
+        insertion_deletion.curve_auc,
+        "prob_trapz",
+        True,
+        _PROB_CURVE,
+        "RISE insertion: clean pixels put back most relevant first onto a blurred image; trapezoid over [0, 1]",
+    ),
+    MetricSpec(
+        "deletion_auc",
+        insertion_deletion.curve_auc,
+        "prob_trapz",
+        False,
+        _PROB_CURVE,
+        "RISE deletion: most relevant pixels set to 0 first; trapezoid over [0, 1]",
+    ),
+    MetricSpec(
+        "road_morf_auc",
+        perturbation.re_auc,
+        "re_trapz_div8",
+        False,
+        _ROAD_CURVE,
+        "ROAD, most relevant first, removed by noisy linear imputation (Rong et al. 2022); Re's AUC",
+    ),
+    MetricSpec(
+        "road_lerf_auc",
+        perturbation.re_auc,
+        "re_trapz_div8",
+        True,
+        _ROAD_CURVE,
+        "ROAD, least relevant first, removed by noisy linear imputation (Rong et al. 2022); Re's AUC",
+    ),
+    MetricSpec(
+        "max_sensitivity",
+        sensitivity.max_relative_change,
+        "relative_l2",
+        False,
+        "clean maps (B, ...) and maps of uniform L-inf perturbations (S, B, ...)",
+        "Yeh et al. 2019 max over samples of ||map(y) - map(x)||_2 / ||map(x)||_2 (Monte Carlo, lower bound)",
     ),
     MetricSpec(
         "topk_overlap",

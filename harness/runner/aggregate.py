@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from harness.metrics.insertion_deletion import curve_auc
 from harness.metrics.perturbation import chefer_auc, re_auc
 from harness.metrics.segmentation import aggregate_segmentation
 
@@ -71,13 +72,35 @@ def faithfulness_table(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+EXTRA_CURVES = {"insertion": ("insertion_auc", curve_auc), "deletion": ("deletion_auc", curve_auc),
+                "road_morf": ("road_morf_auc", re_auc), "road_lerf": ("road_lerf_auc", re_auc)}
+
+
+def extra_metrics_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """The opt-in metrics per (method, dds, radius): insertion/deletion AUC (prob_trapz, max 1), ROAD
+    MoRF/LeRF AUC (re_trapz_div8, max 1) of the mean curve, mean max-sensitivity (relative_l2)."""
+    out = []
+    for (method, variant, radius), group in rows.groupby(GROUP, sort=True):
+        entry = {"method": method, "dds": variant, "radius_255": radius}
+        for column, (name, auc) in EXTRA_CURVES.items():
+            if column in group.columns:
+                entry[name] = float(auc(np.asarray(group[column].tolist(), dtype=float).mean(axis=0)))
+        if "max_sensitivity" in group.columns:
+            entry["max_sensitivity"] = float(group["max_sensitivity"].astype(float).mean())
+        entry["n_images"] = len(group)
+        out.append(entry)
+    return pd.DataFrame(out)
+
+
 def all_tables(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Every table the rows support: segmentation, perturbation, faithfulness."""
+    """Every table the rows support: segmentation, perturbation, extra_metrics, faithfulness."""
     tables = {}
     if "ap" in rows.columns:
         tables["segmentation"] = segmentation_table(rows)
     if any(c.startswith("positive_") for c in rows.columns):
         tables["perturbation"] = perturbation_table(rows)
+    if any(c in rows.columns for c in (*EXTRA_CURVES, "max_sensitivity")):
+        tables["extra_metrics"] = extra_metrics_table(rows)
     if (rows["radius_255"] > 0).any():
         tables["faithfulness"] = faithfulness_table(rows)
     return tables

@@ -10,7 +10,10 @@ from pathlib import Path
 
 import yaml
 
-TASKS = ("segmentation", "perturbation")
+DEFAULT_TASKS = ("segmentation", "perturbation")
+# Opt-in metrics beyond the papers (harness.metrics.insertion_deletion, road, sensitivity).
+EXTRA_TASKS = ("insertion_deletion", "road", "max_sensitivity")
+TASKS = DEFAULT_TASKS + EXTRA_TASKS
 EXPLAIN_CLASSES = ("pred", "target")
 ATTACKS = ("pgd", "adaptive")
 
@@ -48,7 +51,7 @@ class ExperimentConfig:
     methods: tuple[str, ...] = ()
     dds: tuple[DDSSpec, ...] = (DDSSpec(),)
     radii_255: tuple[float, ...] = (0, 2, 4, 8, 16, 32)
-    tasks: tuple[str, ...] = TASKS
+    tasks: tuple[str, ...] = DEFAULT_TASKS
     explain_classes: tuple[str, ...] = ("pred",)
     attack: str = "pgd"
     attack_steps: int = 10

@@ -22,6 +22,7 @@ from harness.attacks.adaptive import adaptive_attack
 from harness.attacks.pgd import pgd_linf
 from harness.data.registry import get_dataset
 from harness.explainers.registry import get_explainer
+from harness.metrics.extra import extra_metric_columns
 from harness.metrics.faithfulness import topk_overlap
 from harness.metrics.perturbation import perturbation_correctness
 from harness.metrics.segmentation import segmentation_stats
@@ -140,6 +141,10 @@ def _unit_rows(
                 name = f"{'positive' if positive else 'negative'}_{mode}"
                 for k, row in enumerate(rows):
                     row[name] = [float(v) for v in correct[k]]
+    extra = extra_metric_columns(cfg.tasks, model, explainer, clean, adv, maps["pred"], pred, labels, cfg.seed)
+    for name, values in extra.items():
+        for k, row in enumerate(rows):
+            row[name] = values[k]
     overlap = topk_overlap(clean_maps, maps["pred"], cfg.topk) if clean_maps is not None else None
     for k, row in enumerate(rows):
         row["topk_overlap"] = None if overlap is None else float(overlap[k])
