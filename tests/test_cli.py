@@ -35,11 +35,11 @@ def test_gallery_option_respects_limit_and_zero_disables_it(tmp_path):
     from harness.report.gallery import MapCollector
 
     run = ["run", "--limit", "2", "--batch-size", "2", "--samples", "1", "--methods", "raw_attention",
-           "--radii", "0,8", "--threads", "1", "--out", str(tmp_path / "two")]
-    assert main([*run, "--gallery", "5"]) == 0  # 5 asked, the run has 2 images
+           "--radii", "0,8", "--tasks", "segmentation", "--threads", "1"]
+    assert main([*run, "--gallery", "5", "--out", str(tmp_path / "two")]) == 0  # 5 asked, the run has 2 images
     page = (tmp_path / "two" / "report.html").read_text()
     assert "The first 2 images" in page and "maps, predictions and overlaps of this run" in page
-    assert main(["run", *SMALL, "--dds", "", "--gallery", "0", "--out", str(tmp_path / "none")]) == 0
+    assert main([*run, "--dds", "", "--gallery", "0", "--out", str(tmp_path / "none")]) == 0
     assert "id='gallery'" not in (tmp_path / "none" / "report.html").read_text()
     assert not (tmp_path / "none" / "figures" / "gallery.png").exists()
     with pytest.raises(SystemExit):
