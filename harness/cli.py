@@ -49,11 +49,12 @@ def _set_threads(threads: int | None) -> None:
 
 
 def _config_from_args(args: argparse.Namespace):
-    from harness.runner.config import DDSSpec, load_config
+    from harness.runner.config import DDSSpec, build, load_config
 
     cfg = load_config(args.config)
     changes: dict = {}
-    for key in ("model", "weights", "dataset", "dataset_root", "denoiser", "limit", "batch_size", "seed", "attack"):
+    for key in ("model", "weights", "dataset", "dataset_root", "denoiser", "limit", "batch_size", "seed", "attack",
+                "device", "dds_batch", "corrupt_images"):
         value = getattr(args, key, None)
         if value is not None:
             changes[key] = value
@@ -69,10 +70,11 @@ def _config_from_args(args: argparse.Namespace):
         variants = args.dds if args.dds is not None else list(configured)
         specs = []
         for v in variants:
-            base = configured.get(v, DDSSpec(v))
-            specs.append(DDSSpec(v, sigma=args.sigma if args.sigma is not None else base.sigma,
-                                 samples=args.samples if args.samples is not None else base.samples,
-                                 fusion=base.fusion, sample_target=base.sample_target))
+            base = configured.get(v) or build(lambda v=v: DDSSpec(v))
+            specs.append(build(lambda v=v, base=base: DDSSpec(
+                v, sigma=args.sigma if args.sigma is not None else base.sigma,
+                samples=args.samples if args.samples is not None else base.samples,
+                fusion=base.fusion, sample_target=base.sample_target)))
         changes["dds"] = tuple(specs)
     if args.all:
         changes["limit"] = None
@@ -181,7 +183,9 @@ def cmd_cost(args: argparse.Namespace) -> int:
     from harness.models.mini import MINI_VIT_CONFIG
 
     _set_threads(args.threads)
-    device = torch.device(args.device)
+    from harness.runner.devices import resolve_device
+
+    device = resolve_device(args.device)
     sigma_by_variant = run_config_sigmas()
     model, denoiser, weights = timing.embedded_models(random_weights=args.random_weights)
     model, denoiser = model.to(device), denoiser.to(device)
@@ -236,12 +240,22 @@ def cmd_convert_adm(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: `fvit-bench: error: ...` (usage via --help)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"fvit-bench: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fvit-bench",
         description="Do ViT explanations survive attacks, and does Diffusion Denoised Smoothing make them faithful?",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors "
+                        "(accepted anywhere on the command line)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser(
@@ -284,7 +298,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--shard", type=int, default=None, help="run only shard I of --num-shards (default: from "
                      "torchrun RANK/WORLD_SIZE or Slurm array variables, else 0 of 1)")
     run.add_argument("--num-shards", type=int, default=None, help="number of shards")
-    run.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    run.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice; part "
+                     "of the run identity: results are bit-identical only for the same count)")
+    run.add_argument("--device", default=None, help="torch device for the classifier, denoiser, attacks and DDS, "
+                     "e.g. cpu, cuda, cuda:1 (default: CUDA when available, else CPU; printed at start)")
+    run.add_argument("--dds-batch", type=int, default=None, help="images per UNet / explainer batch inside DDS "
+                     "(default: 64 on CPU; on CUDA as many 256x256 copies as half the free memory holds)")
+    run.add_argument("--corrupt-images", choices=["error", "skip"], default=None, help="an unreadable image "
+                     "stops the run naming its path (error, the default) or is left out and recorded in the "
+                     "store's metadata (skip)")
     run.add_argument("--gallery", type=_count, default=4, help=GALLERY_HELP)
     run.set_defaults(func=cmd_run)
 
@@ -357,8 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "codecarbon's carbon intensity (default FRA)")
     cost.add_argument("--carbon-intensity", type=float, default=None, help="force the grid carbon "
                       "intensity in gCO2eq/kWh, for reproducible kg (default: codecarbon's for --country)")
-    cost.add_argument("--device", default="cpu",
-                      help="torch device to run on, e.g. cpu or cuda (default cpu)")
+    cost.add_argument("--device", default=None,
+                      help="torch device to run on, e.g. cpu or cuda (default: CUDA when available, else CPU)")
     cost.add_argument("--random-weights", action="store_true", help="use random weights even if the "
                       "shipped checkpoints exist (used when present; cost does not depend on weights)")
     cost.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
@@ -384,12 +406,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def error_line(err: BaseException) -> str:
+    """One line describing an expected failure (pydantic, KeyError quoting and newlines flattened)."""
+    from pydantic import ValidationError
+
+    if isinstance(err, ValidationError):
+        from harness.runner.config import _describe
+
+        text = f"invalid configuration: {_describe(err)}"
+    elif isinstance(err, KeyError) and err.args:
+        text = str(err.args[0])
+    else:
+        text = str(err) or type(err).__name__
+    expected = (OSError, ValueError, KeyError, TypeError, ImportError, KeyboardInterrupt)
+    if not isinstance(err, expected):
+        text = f"{type(err).__name__}: {text} (rerun with --debug for the traceback)"
+    return " ".join(text.split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    args = build_parser().parse_args([a for a in argv if a != "--debug"])
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError, KeyError, TypeError) as err:
-        print(f"fvit-bench {args.command}: error: {err}", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        if debug:
+            raise
+        message = error_line(err) if str(err) else "interrupted; rerun the same command to resume"
+        print(f"fvit-bench: {message}", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if debug:
+            raise
+        print(f"fvit-bench: error: {error_line(err)}", file=sys.stderr)
         return 2
 
 

@@ -28,7 +28,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms import InterpolationMode
 
-from harness.data.item import Item
+from harness.data.item import CorruptItemError, Item
 
 SOURCE_URL = "http://calvin-vision.net/bigstuff/proj-imagenet/data/gtsegs_ijcv.mat"
 ENV_VAR = "FVIT_IMAGENET_SEG"
@@ -49,8 +49,14 @@ class ImageNetSegmentation(Dataset):
         if size is not None and size < 1:
             raise ValueError(f"size must be positive or None, got {size}")
         self.size = size
-        with h5py.File(self.path, "r") as f:
-            self._length = _check_layout(f, self.path)
+        try:
+            with h5py.File(self.path, "r") as f:
+                self._length = _check_layout(f, self.path)
+        except OSError as err:  # h5py's error for a file that is not HDF5 (or truncated)
+            raise ValueError(
+                f"{self.path} is not a readable MATLAB v7.3 (HDF5) file ({err}); re-download gtsegs_ijcv.mat "
+                f"from {SOURCE_URL}"
+            ) from None
         self._file: h5py.File | None = None
 
     def __len__(self) -> int:
@@ -59,7 +65,10 @@ class ImageNetSegmentation(Dataset):
     def __getitem__(self, index: int) -> Item:
         if not 0 <= index < self._length:
             raise IndexError(f"index {index} out of range for {self._length} items")
-        image, mask = self.raw(index)
+        try:
+            image, mask = self.raw(index)
+        except (OSError, KeyError) as err:  # a damaged HDF5 object or reference
+            raise CorruptItemError(self.path, f"item {index}: {err}") from None
         pil_image, pil_mask = Image.fromarray(image).convert("RGB"), Image.fromarray(mask)
         if self.size is not None:
             pil_image = TF.resize(pil_image, [self.size, self.size], InterpolationMode.BILINEAR)

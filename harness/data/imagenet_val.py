@@ -38,7 +38,7 @@ from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.transforms import InterpolationMode
 
-from harness.data.item import Item
+from harness.data.item import CorruptItemError, Item
 from harness.data.re_subset import RE_FRACTION, RE_SEED, SUBSET_NAME, re_subset_indices
 
 ENV_VAR = "FVIT_IMAGENET_VAL"
@@ -231,8 +231,11 @@ class ImageNetVal(Dataset):
         if not 0 <= index < len(self.indices):
             raise IndexError(f"index {index} out of range for {len(self.indices)} items")
         path, label = self.samples[self.indices[index]]
-        with Image.open(path) as img:
-            pil = img.convert("RGB")
+        try:
+            with Image.open(path) as img:
+                pil = img.convert("RGB")
+        except (OSError, SyntaxError, ValueError) as err:  # PIL's errors for truncated or invalid files
+            raise CorruptItemError(path, str(err)) from None
         if self.size is not None:
             pil = TF.resize(pil, [self.size, self.size], InterpolationMode.BILINEAR)
         image = TF.to_tensor(pil)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
@@ -20,3 +21,12 @@ class Item(NamedTuple):
     label: int
     mask: torch.Tensor
     item_id: str
+
+
+class CorruptItemError(ValueError):
+    """An item whose file cannot be decoded; names the file."""
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path = Path(path)
+        super().__init__(f"corrupt or unreadable image {self.path}: {reason} (replace the file, or set "
+                         "corrupt_images: skip to leave it out and record it in the run's metadata)")

@@ -6,7 +6,8 @@ An explanation method is registered as a *raw* function
 patch-token scores (B, N_patches) or a pixel map (B, H, W). `explain` turns either into maps
 (B, H, W) at image resolution, float32, min-max normalised per image to [0,1]:
 patch scores are reshaped to the patch grid and bilinearly upsampled (align_corners=False).
-A constant map normalises to all zeros; a NaN or infinite score raises ValueError.
+A constant map normalises to all zeros; a NaN or infinite score raises ValueError, and so do images
+outside [0,1] and a method that does not return one map per image.
 """
 
 from __future__ import annotations
@@ -88,9 +89,18 @@ def resolve_target(model: ViTClassifier, images: torch.Tensor, target: torch.Ten
     return target
 
 
-def to_maps(scores: torch.Tensor, model: ViTClassifier, method: str = "explainer") -> torch.Tensor:
-    """Patch scores (B, N) or pixel maps (B, H, W) -> (B, S, S) float32 maps, min-max normalised."""
+def to_maps(
+    scores: torch.Tensor, model: ViTClassifier, method: str = "explainer", batch: int | None = None
+) -> torch.Tensor:
+    """Patch scores (B, N) or pixel maps (B, H, W) -> (B, S, S) float32 maps, min-max normalised.
+
+    batch: the number of images explained; raises a ValueError unless there is one map per image."""
+    if not torch.is_tensor(scores):
+        raise TypeError(f"{method}: returned {type(scores).__name__}, expected a tensor of scores or maps")
     scores = scores.detach().float()
+    if batch is not None and (scores.ndim == 0 or scores.shape[0] != batch):
+        got = "a scalar" if scores.ndim == 0 else f"{scores.shape[0]} map(s) (shape {tuple(scores.shape)})"
+        raise ValueError(f"{method}: returned {got} for {batch} image(s); an explainer returns one map per image")
     b, s, g = scores.shape[0], model.image_size, model.grid_size
     # Decided before upsampling: bilinear weights sum to 1 only up to rounding, so an upsampled
     # constant can vary by an ulp, which min-max normalisation would blow up to [0, 1].
@@ -126,8 +136,9 @@ def explain(
     if unknown:
         raise TypeError(f"{name}: unknown option(s) {sorted(unknown)}; options are {sorted(spec.defaults)}")
     model.check_images(images)
+    model.check_pixel_range(images)
     target = resolve_target(model, images, target)
-    return to_maps(spec.fn(model, images, target, **{**spec.defaults, **options}), model, name)
+    return to_maps(spec.fn(model, images, target, **{**spec.defaults, **options}), model, name, images.shape[0])
 
 
 @dataclass(frozen=True)

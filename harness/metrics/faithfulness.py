@@ -7,6 +7,7 @@ An explanation is faithful within a radius R if, for inputs x' with ||x' - x|| <
 These are pure functions over two batches of maps (or logits): the caller produces x' (noise, an
 attack within the radius, DDS) and the maps.
 
+A constant (degenerate) map has no top-k: its overlap is NaN, undefined, never 1.0.
 Top-k selection is deterministic: a stable descending sort, so among equal values the lower
 row-major index is taken first. k is either a count (int >= 1) or a fraction of the map's entries
 (float in (0, 1], k = int(fraction * N), floor, as the perturbation test counts pixels).
@@ -43,8 +44,19 @@ def topk_indices(maps: torch.Tensor, k: int | float) -> torch.Tensor:
     return torch.sort(flat, dim=1, descending=True, stable=True).indices[:, :count]
 
 
+def constant_maps(maps: torch.Tensor) -> torch.Tensor:
+    """(B,) True where a map is constant (max == min): it ranks no entry above another."""
+    flat = maps.detach().reshape(maps.shape[0], -1)
+    return flat.amax(dim=1) == flat.amin(dim=1)
+
+
 def topk_overlap(maps_a: torch.Tensor, maps_b: torch.Tensor, k: int | float) -> torch.Tensor:
-    """(B,) FViT's top-k overlap ratio |T_k(a) ∩ T_k(b)| / k per pair of maps, in [0, 1]."""
+    """(B,) FViT's top-k overlap ratio |T_k(a) ∩ T_k(b)| / k per pair of maps, in [0, 1].
+
+    NaN where either map is constant: a constant map has no top-k (tie-breaking alone would pick
+    the same first k entries for two constant maps and score 1.0), so the overlap is undefined;
+    callers exclude and count these pairs.
+    """
     if maps_a.shape != maps_b.shape or maps_a.ndim < 2:
         raise ValueError(
             f"need two batches of maps of equal shape (B, ...); got {tuple(maps_a.shape)}, "
@@ -57,7 +69,9 @@ def topk_overlap(maps_a: torch.Tensor, maps_b: torch.Tensor, k: int | float) -> 
     n = maps_a[0].numel()
     in_a = torch.zeros(ia.shape[0], n, dtype=torch.bool, device=ia.device).scatter_(1, ia, True)
     in_b = torch.zeros(ib.shape[0], n, dtype=torch.bool, device=ib.device).scatter_(1, ib, True)
-    return (in_a & in_b).sum(dim=1).float() / ia.shape[1]
+    overlap = (in_a & in_b).sum(dim=1).float() / ia.shape[1]
+    undefined = constant_maps(maps_a) | constant_maps(maps_b)
+    return torch.where(undefined, torch.full_like(overlap, float("nan")), overlap)
 
 
 def prediction_agreement(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tensor:

@@ -226,10 +226,21 @@ def load_denoiser(directory: str | Path, name: str | None = None) -> Denoiser:
     class_name = json.loads(config_path.read_text()).get("_class_name")
     if class_name not in (None, "UNet2DModel"):
         raise ValueError(f"{config_path} describes a {class_name}, not a UNet2DModel: wrong architecture")
+    weights = [p.name for p in directory.iterdir() if p.name.startswith("diffusion_pytorch_model")]
+    if not weights:
+        raise FileNotFoundError(
+            f"denoiser folder {directory} has a config.json but no weights (diffusion_pytorch_model.safetensors "
+            "or .bin): a UNet would start from random weights; copy the weights file next to config.json"
+        )
     try:
-        unet = UNet2DModel.from_pretrained(str(directory), local_files_only=True)
+        unet, info = UNet2DModel.from_pretrained(str(directory), local_files_only=True, output_loading_info=True)
     except (OSError, ValueError, RuntimeError) as err:
         raise ValueError(f"{directory} does not hold a loadable diffusers UNet2DModel: {err}") from err
+    problems = {k: v for k, v in info.items() if v}
+    if problems:  # strict: diffusers would otherwise leave these weights newly initialised
+        detail = "; ".join(f"{k.replace('_', ' ')}: {', '.join(map(str, v[:5]))}"
+                           f"{f' (+{len(v) - 5} more)' if len(v) > 5 else ''}" for k, v in problems.items())
+        raise ValueError(f"{directory}: the weights do not match the UNet config ({detail})")
     sched_dir = directory / "scheduler"
     if (sched_dir / "scheduler_config.json").is_file():
         cfg = DDPMScheduler.from_pretrained(str(sched_dir), local_files_only=True).config

@@ -14,8 +14,10 @@ SEGMENTATION_CONVENTIONS = (
     "pixel_accuracy, mIoU, mAP: percent; map thresholded at its own mean; pixel accuracy micro-averaged, mIoU "
     "over {bg, fg} of dataset-summed intersections / unions, mAP = mean per-image AP of [1-map, map].",
     "top1_under_attack: fraction (0..1) of images whose (attacked) prediction equals the label; "
-    "prediction_flipped: fraction (0..1) whose prediction changed from the clean one (every prediction column "
-    "of every table is a fraction).",
+    "prediction_flipped: fraction (0..1) whose prediction changed from the clean one (both: the plain "
+    "classifier's prediction; every prediction column of every table is a fraction).",
+    "smoothed_top1_under_attack: DDS rows only, fraction whose smoothed prediction (majority vote of the classes "
+    "predicted on the purified samples, ties to the lowest class) equals the label.",
 )
 
 
@@ -43,7 +45,10 @@ CONVENTIONS: dict[str, tuple[str, ...]] = {
         DDS,
         "topk_overlap: FViT's |T_k(map clean) & T_k(map attacked)| / k, k = the run's `topk` (fraction of the pixels "
         "of the map at image resolution), mean over images (fraction, higher = more stable).",
-        "prediction_agreement: fraction (0..1) of images whose attacked prediction equals the clean one.",
+        "topk_undefined: pairs left out of topk_overlap because a map is constant (no top-k; count of images).",
+        "prediction_agreement: fraction (0..1) of images whose attacked prediction equals the clean one; "
+        "smoothed_prediction_agreement: DDS rows only, the smoothed prediction (majority vote over the purified "
+        "samples) on the attacked image vs the clean prediction (fraction).",
     ),
 }
 

@@ -27,6 +27,7 @@ def segmentation_table(rows: pd.DataFrame) -> pd.DataFrame:
                 **aggregate_segmentation(group.to_dict("records")),
                 "top1_under_attack": float((group["pred"] == group["label"]).mean()),
                 "prediction_flipped": float((group["pred"] != group["clean_pred"]).mean()),
+                "smoothed_top1_under_attack": _smoothed_top1(group),
                 "n_images": len(group),
             }
         )
@@ -54,8 +55,26 @@ def perturbation_table(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def _smoothed_top1(group: pd.DataFrame) -> float:
+    """Fraction of images whose smoothed prediction (DDS rows) equals the label; NaN for plain rows."""
+    if "smoothed_pred" not in group or group["smoothed_pred"].isna().all():
+        return float("nan")
+    return float((group["smoothed_pred"] == group["label"]).mean())
+
+
+def _smoothed(group: pd.DataFrame) -> dict[str, float]:
+    if "smoothed_pred" not in group or group["smoothed_pred"].isna().all():
+        return {"smoothed_prediction_agreement": float("nan")}
+    return {"smoothed_prediction_agreement": float((group["smoothed_pred"] == group["clean_pred"]).mean())}
+
+
 def faithfulness_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """FViT faithfulness under attack: mean top-k overlap (clean vs attacked map) and prediction agreement."""
+    """FViT faithfulness under attack: mean top-k overlap (clean vs attacked map) and prediction agreement.
+
+    topk_overlap averages the pairs where it is defined; topk_undefined counts the pairs excluded because
+    a map was constant (no top-k). smoothed_prediction_agreement: DDS rows' smoothed prediction (majority
+    vote over the purified samples) on the attacked image vs the plain model's clean prediction.
+    """
     attacked = rows[rows["radius_255"] > 0]
     out = []
     for (method, variant, radius), group in attacked.groupby(GROUP, sort=True):
@@ -64,8 +83,10 @@ def faithfulness_table(rows: pd.DataFrame) -> pd.DataFrame:
                 "method": method,
                 "dds": variant,
                 "radius_255": radius,
-                "topk_overlap": float(group["topk_overlap"].astype(float).mean()),
+                "topk_overlap": float(group["topk_overlap"].astype(float).mean()),  # NaN/None excluded
+                "topk_undefined": int(group["topk_overlap"].isna().sum()),
                 "prediction_agreement": float((group["pred"] == group["clean_pred"]).mean()),
+                **_smoothed(group),
                 "n_images": len(group),
             }
         )

@@ -1,14 +1,21 @@
-"""Experiment configuration: a dataclass, loadable from YAML, with a stable hash of what shapes results."""
+"""Experiment configuration: validated dataclasses (pydantic), loadable from YAML, with a stable hash.
+
+Validation happens once, when a config is built (from YAML, the CLI or Python): every field's type,
+integer counts >= 1, radii finite and in [0, 255], no duplicate YAML keys, lists where lists are
+meant. Errors are `ConfigError`s (a ValueError) naming the field, the value and what is allowed.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.dataclasses import dataclass
 
 DEFAULT_TASKS = ("segmentation", "perturbation")
 # Opt-in metrics beyond the papers (harness.metrics.insertion_deletion, road, sensitivity).
@@ -17,21 +24,41 @@ TASKS = DEFAULT_TASKS + EXTRA_TASKS
 EXPLAIN_CLASSES = ("pred", "target")
 ATTACKS = ("pgd", "adaptive")
 
+Count = Annotated[int, Field(strict=True, ge=1)]
+Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+Name = Annotated[str, Field(strict=True, min_length=1)]
+_STRICT = ConfigDict(extra="forbid", strict=False)
 
-@dataclass(frozen=True)
+
+class ConfigError(ValueError):
+    """An invalid experiment configuration; the message names the field, the value and what is allowed."""
+
+
+@dataclass(frozen=True, config=_STRICT)
 class DDSSpec:
     """One DDS setting: variant name, noise std in [0,1] pixel units, samples and fusion (None = the
     variant's default, see `harness.smoothing.dds.VARIANTS`; for `re` with samples None the runner
     uses Re's m = 2 on attacked and 10 on clean inputs)."""
 
-    variant: str = "carlini"
-    sigma: float | None = None
-    samples: int | None = None
-    fusion: str | None = None
-    sample_target: str = "own"  # without a given class each sample explains its own prediction (or "input")
+    variant: Name = "carlini"
+    sigma: Annotated[float, Field(strict=True, gt=0, le=1, allow_inf_nan=False)] | None = None
+    samples: Count | None = None
+    fusion: Name | None = None
+    sample_target: Literal["own", "input"] = "own"  # without a given class each sample explains its own prediction
+
+    @field_validator("variant")
+    @classmethod
+    def _known_variant(cls, value: str) -> str:
+        from harness.smoothing.dds import get_variant
+
+        try:
+            get_variant(value)
+        except KeyError as err:
+            raise ValueError(str(err).strip("'\"")) from None
+        return value
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_STRICT)
 class ExperimentConfig:
     """Everything that defines a run.
 
@@ -40,41 +67,76 @@ class ExperimentConfig:
     attack: "pgd" (the papers': on the prediction, shared by every method) or "adaptive" (on each
     method's map itself, through its DDS variant with `eot_samples` noise draws per step, loss
     `adaptive_loss`; `harness.attacks.adaptive`, for the methods it has a differentiable form of).
+    device: torch device (null = CUDA when available, else CPU); dds_batch: images per UNet /
+    explainer batch inside DDS (null = memory-aware, `harness.runner.devices.dds_batch_for`).
+    corrupt_images: "error" stops at an unreadable image naming its path; "skip" leaves it out and
+    records it in the store's metadata (`skipped_items`).
     """
 
-    name: str = "embedded"
-    model: str = "mini-vit"
-    weights: str | None = None
-    dataset: str = "embedded"
-    dataset_root: str | None = None
-    denoiser: str | None = None
-    methods: tuple[str, ...] = ()
+    name: Name = "embedded"
+    model: Name = "mini-vit"
+    weights: Name | None = None
+    dataset: Name = "embedded"
+    dataset_root: Name | None = None
+    denoiser: Name | None = None
+    methods: tuple[Name, ...] = ()
     dds: tuple[DDSSpec, ...] = (DDSSpec(),)
-    radii_255: tuple[float, ...] = (0, 2, 4, 8, 16, 32)
-    tasks: tuple[str, ...] = DEFAULT_TASKS
-    explain_classes: tuple[str, ...] = ("pred",)
-    attack: str = "pgd"
-    attack_steps: int = 10
-    adaptive_loss: str = "topk"
-    eot_samples: int = 4
-    topk: float = 0.1
-    limit: int | None = 100
-    batch_size: int = 25
-    seed: int = 0
+    radii_255: tuple[Number, ...] = (0.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+    tasks: tuple[Literal["segmentation", "perturbation", "insertion_deletion", "road", "max_sensitivity"], ...] = (
+        DEFAULT_TASKS
+    )
+    explain_classes: tuple[Literal["pred", "target"], ...] = ("pred",)
+    attack: Literal["pgd", "adaptive"] = "pgd"
+    attack_steps: Count = 10
+    adaptive_loss: Name = "topk"
+    eot_samples: Count = 4
+    topk: Annotated[int, Field(strict=True, ge=1)] | Annotated[float, Field(strict=True, gt=0, le=1)] = 0.1
+    limit: Count | None = 100
+    batch_size: Count = 25
+    seed: Annotated[int, Field(strict=True, ge=0)] = 0
+    device: Name | None = None
+    dds_batch: Count | None = None
+    corrupt_images: Literal["error", "skip"] = "error"
 
-    def __post_init__(self) -> None:
-        bad = set(self.tasks) - set(TASKS)
-        if bad:
-            raise ValueError(f"unknown task(s) {sorted(bad)}; choose from {TASKS}")
-        bad = set(self.explain_classes) - set(EXPLAIN_CLASSES)
-        if bad:
-            raise ValueError(f"unknown explain class mode(s) {sorted(bad)}; choose from {EXPLAIN_CLASSES}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.limit is not None and self.limit < 1:
-            raise ValueError(f"limit must be >= 1 or null, got {self.limit}")
-        if self.attack not in ATTACKS:
-            raise ValueError(f"unknown attack {self.attack!r}; choose from {ATTACKS}")
+    @field_validator("radii_255")
+    @classmethod
+    def _radii(cls, radii: tuple[float, ...]) -> tuple[float, ...]:
+        if not radii:
+            raise ValueError("at least one radius is needed (0 = clean)")
+        for r in radii:
+            if not 0 <= r <= 255:
+                raise ValueError(f"radius {r}/255 out of range: radii_255 are in 1/255 pixel units, in [0, 255]")
+        if len(set(radii)) != len(radii):
+            raise ValueError(f"radii {list(radii)} list a radius twice")
+        return tuple(float(r) for r in radii)
+
+    @field_validator("tasks", "explain_classes")
+    @classmethod
+    def _non_empty(cls, values: tuple) -> tuple:
+        if not values:
+            raise ValueError("must list at least one entry")
+        return values
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        import torch
+
+        try:
+            torch.device(value)
+        except RuntimeError:
+            raise ValueError(f"{value!r} is not a torch device (e.g. cpu, cuda, cuda:1)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExperimentConfig:
+        from harness.explainers.registry import names
+
+        unknown = sorted(set(self.methods) - set(names()))
+        if unknown:
+            raise ValueError(f"unknown method(s) {unknown} in methods; registered: {', '.join(names())}")
         if self.attack == "adaptive":
             from harness.attacks.adaptive import DIFFERENTIABLE_METHODS, LOSSES
 
@@ -84,17 +146,13 @@ class ExperimentConfig:
                                  f"list methods among {sorted(DIFFERENTIABLE_METHODS)}")
             if self.adaptive_loss not in LOSSES:
                 raise ValueError(f"unknown adaptive_loss {self.adaptive_loss!r}; choose from {LOSSES}")
-            if self.eot_samples < 1:
-                raise ValueError(f"eot_samples must be >= 1, got {self.eot_samples}")
         variants = [d.variant for d in self.dds]
         if len(set(variants)) != len(variants):
             raise ValueError(
                 f"dds lists a variant more than once ({variants}): rows are keyed by variant name, so two "
                 "settings of one variant would overwrite each other; run them as separate experiments"
             )
-        for r in self.radii_255:
-            if not 0 <= float(r) <= 255:
-                raise ValueError(f"radius {r}/255 out of range: radii_255 are in 1/255 pixel units, in [0, 255]")
+        return self
 
     @property
     def radii(self) -> list[float]:
@@ -106,34 +164,77 @@ class ExperimentConfig:
 
         return self.methods or tuple(names())
 
-    def config_hash(self) -> str:
-        """Hash of every field that changes per-unit results (not `name` nor `limit`)."""
-        data = dataclasses.asdict(self)
-        data.pop("name")
-        data.pop("limit")
+    def identity_dict(self) -> dict[str, Any]:
+        """The normalised fields that change per-unit results (not `name`, `limit` nor `device`:
+        the resolved device is part of the run identity, `harness.runner.identity`)."""
+        data = self.to_dict()
+        for key in ("name", "limit", "device"):
+            data.pop(key)
         data["methods"] = list(self.resolved_methods())
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+        return data
+
+    def config_hash(self) -> str:
+        """Hash of `identity_dict` (numbers normalised: 0 and 0.0 hash alike)."""
+        return hashlib.sha256(json.dumps(self.identity_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
     def replace(self, **changes) -> ExperimentConfig:
-        return dataclasses.replace(self, **changes)
+        return build(lambda: dataclasses.replace(self, **changes))
 
     def to_dict(self) -> dict:
         """Plain JSON/YAML-serialisable dict (tuples become lists)."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
 
+def _describe(err: ValidationError) -> str:
+    """One line per pydantic error: field path, value, what is allowed."""
+    parts = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"] if not str(p).startswith("constrained-")) or "config"
+        msg = e["msg"].removeprefix("Value error, ").replace("Input should be a valid tuple", "expected a list")
+        msg = msg.replace("Input should be", "should be")
+        if e["type"] == "unexpected_keyword_argument":
+            parts.append(f"unknown config key {where!r}")
+        elif e["type"] == "missing_argument":
+            parts.append(f"{where}: missing")
+        else:
+            value = e.get("input")
+            shown = f" = {value!r}" if e["loc"] and not isinstance(value, dict) else ""
+            parts.append(f"{where}{shown}: {msg}")
+    return "; ".join(parts)
+
+
+def build(make):
+    """Call `make()` (a config constructor), turning validation failures into one-line ConfigErrors."""
+    try:
+        return make()
+    except ValidationError as err:
+        known = ", ".join(f.name for f in dataclasses.fields(ExperimentConfig))
+        text = _describe(err)
+        hint = f" (known keys: {known})" if "unknown config key" in text else ""
+        raise ConfigError(f"invalid configuration: {text}{hint}") from None
+
+
 def config_from_dict(data: dict) -> ExperimentConfig:
-    known = {f.name for f in dataclasses.fields(ExperimentConfig)}
-    unknown = set(data) - known
-    if unknown:
-        raise ValueError(f"unknown config key(s) {sorted(unknown)}; known keys: {sorted(known)}")
-    data = dict(data)
-    if "dds" in data:
-        data["dds"] = tuple(DDSSpec(**d) if isinstance(d, dict) else d for d in (data["dds"] or ()))
-    for key in ("methods", "radii_255", "tasks", "explain_classes"):
-        if key in data and data[key] is not None:
-            data[key] = tuple(data[key])
-    return ExperimentConfig(**data)
+    if not isinstance(data, dict):
+        raise ConfigError(f"expected a mapping of config keys, got {type(data).__name__}")
+    return build(lambda: ExperimentConfig(**data))
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses a key given twice in one mapping."""
+
+
+def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise ConfigError(f"line {key_node.start_mark.line + 1}: key {key!r} is given twice")
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
 
 
 def load_config(path: str | Path) -> ExperimentConfig:
@@ -141,12 +242,17 @@ def load_config(path: str | Path) -> ExperimentConfig:
     if not path.is_file():
         raise FileNotFoundError(f"experiment config {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
     except yaml.YAMLError as err:
-        raise ValueError(f"{path} is not valid YAML: {err}") from err
+        raise ConfigError(f"{path} is not valid YAML: {' '.join(str(err).split())}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
-    return config_from_dict(data)
+        raise ConfigError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
+    try:
+        return config_from_dict(data)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
 
 
 DEFAULT_CONFIG = ExperimentConfig()

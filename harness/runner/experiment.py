@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +21,7 @@ from tqdm.auto import tqdm
 
 from harness.attacks.adaptive import adaptive_attack
 from harness.attacks.pgd import pgd_linf
+from harness.data.item import CorruptItemError
 from harness.data.registry import get_dataset
 from harness.explainers.registry import get_explainer
 from harness.metrics.extra import extra_metric_columns
@@ -31,12 +33,18 @@ from harness.models.denoiser import Denoiser, load_denoiser
 from harness.models.mini import MINI_DENOISER_DIR
 from harness.models.zoo import load_classifier
 from harness.runner.config import ExperimentConfig
-from harness.runner.plan import shard_chunks, unit_key, unit_seed
-from harness.runner.store import RowStore
+from harness.runner.devices import dds_batch_for, resolve_device
+from harness.runner.identity import run_identity
+from harness.runner.plan import chunk_ranges, key_order, shard_chunks, unit_key, unit_seed
+from harness.runner.store import RowStore, StoreError, check_identity, lock, read_meta, replace_atomically
 from harness.smoothing.dds import RE_SAMPLES_ATTACKED, RE_SAMPLES_CLEAN, SmoothedExplainer, smooth
 
 NO_DDS = "none"
 STORE_NAME = "rows.sqlite"
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; the message says how many units are saved and how to resume."""
 
 
 def shard_store_name(shard: int, num_shards: int) -> str:
@@ -56,7 +64,7 @@ def load_denoiser_for(cfg: ExperimentConfig) -> Denoiser | None:
     )
 
 
-def _explainers(cfg: ExperimentConfig, denoiser: Denoiser | None) -> dict[tuple[str, str], object]:
+def _explainers(cfg: ExperimentConfig, denoiser: Denoiser | None, dds_batch: int = 64) -> dict[tuple[str, str], object]:
     out: dict[tuple[str, str], object] = {}
     for method in cfg.resolved_methods():
         base = get_explainer(method)
@@ -64,7 +72,7 @@ def _explainers(cfg: ExperimentConfig, denoiser: Denoiser | None) -> dict[tuple[
         for spec in cfg.dds:
             out[(method, spec.variant)] = smooth(
                 base, denoiser, spec.variant, sigma=spec.sigma, samples=spec.samples, fusion=spec.fusion,
-                sample_target=spec.sample_target,
+                sample_target=spec.sample_target, max_batch=dds_batch,
             )
     return out
 
@@ -106,6 +114,17 @@ class PurifiedCache:
         own = predicted and explainer.sample_target == "own"
         return explainer.explain_purified(model, purified, own_classes if own else target)
 
+    def smoothed_pred(self, explainer, tag: str) -> torch.Tensor | None:
+        """The smoothed prediction of the images last explained under `tag` by `explainer` (None without
+        DDS): the majority vote of the classes predicted on the m purified samples (ties: lowest class)."""
+        if not isinstance(explainer, SmoothedExplainer):
+            return None
+        key = (tag, explainer.variant, explainer.sigma, explainer.n_samples, explainer.seed, id(explainer.denoiser))
+        classes = self._store[key][1].view(-1, explainer.n_samples)
+        votes = torch.zeros(classes.shape[0], int(classes.max()) + 1, dtype=torch.long, device=classes.device)
+        votes.scatter_add_(1, classes, torch.ones_like(classes))
+        return votes.argmax(1)  # argmax returns the first maximum: the lowest class among ties
+
 
 def _unit_rows(
     cfg: ExperimentConfig,
@@ -128,12 +147,16 @@ def _unit_rows(
         for k, it in enumerate(items)
     ]
     maps = {"pred": cache.explain(explainer, model, adv, pred, tag, predicted=True)}
+    smoothed = cache.smoothed_pred(explainer, tag)
+    for k, row in enumerate(rows):
+        row["smoothed_pred"] = None if smoothed is None else int(smoothed[k])
     if "perturbation" in cfg.tasks and "target" in cfg.explain_classes:
         maps["target"] = cache.explain(explainer, model, adv, labels, tag)
     if "segmentation" in cfg.tasks:
         masks = torch.stack([it.mask for it in items])
+        seg_maps = maps["pred"].cpu()
         for k, row in enumerate(rows):
-            row.update(segmentation_stats(maps["pred"][k], masks[k]))
+            row.update(segmentation_stats(seg_maps[k], masks[k]))
     if "perturbation" in cfg.tasks:
         for mode in cfg.explain_classes:
             for positive in (True, False):
@@ -146,8 +169,9 @@ def _unit_rows(
         for k, row in enumerate(rows):
             row[name] = values[k]
     overlap = topk_overlap(clean_maps, maps["pred"], cfg.topk) if clean_maps is not None else None
-    for k, row in enumerate(rows):
-        row["topk_overlap"] = None if overlap is None else float(overlap[k])
+    for k, row in enumerate(rows):  # NaN (a constant map has no top-k) is stored as None: undefined
+        value = None if overlap is None else float(overlap[k])
+        row["topk_overlap"] = None if value is None or value != value else value
     return rows, maps["pred"]
 
 
@@ -175,8 +199,13 @@ def _run_chunk(
 ) -> None:
     """Compute and store every pending unit of one chunk of items; `map_sink(items, method, dds, radius_255,
     inputs, maps)` sees each finished unit's input batch and maps (the report's gallery keeps a few)."""
-    clean = torch.stack([it.image for it in items])
-    labels = torch.tensor([int(it.label) for it in items])
+    if not items:  # every item of the chunk was skipped as corrupt
+        for key in todo.values():
+            store.put(key, [])
+        return
+    device = next(model.parameters()).device
+    clean = torch.stack([it.image for it in items]).to(device)
+    labels = torch.tensor([int(it.label) for it in items], device=device)
     with torch.no_grad():
         clean_pred = model(clean).argmax(1)
     # Clean maps (seeded as the radius-0 unit) are the reference of the top-k overlap.
@@ -227,55 +256,180 @@ def run_experiment(
 ) -> Path:
     """Run (or resume) this shard of `cfg`, persisting each unit as it finishes; returns the store path.
 
-    map_sink: optional callable given each finished unit's inputs and maps (see `_run_chunk`)."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-    model = load_classifier(cfg.model, cfg.weights)
-    dataset = get_dataset(cfg.dataset, cfg.dataset_root)
-    explainers = _explainers(cfg, load_denoiser_for(cfg))
-    n_items = len(dataset) if cfg.limit is None else min(cfg.limit, len(dataset))
+    map_sink: optional callable given each finished unit's inputs and maps (see `_run_chunk`).
+
+    The run identity is checked against the store before anything in `out_dir` is written; a second
+    process on the same store is refused (one-writer lock).
+    """
+    out_dir = _out_folder(out_dir)
     path = out_dir / shard_store_name(shard, num_shards)
-    store = RowStore(path, cfg.config_hash())
-    done = store.done()
-    chunks = shard_chunks(n_items, cfg.batch_size, shard, num_shards)
-    total = sum(len(r) for _, r in chunks) * len(cfg.radii_255) * len(explainers)
-    desc = f"{cfg.name} shard {shard + 1}/{num_shards}" if num_shards > 1 else cfg.name
+    device = resolve_device(cfg.device)
+    dataset = get_dataset(cfg.dataset, cfg.dataset_root)
+    denoiser = load_denoiser_for(cfg)
+    dds_batch = dds_batch_for(device, denoiser.sample_size if denoiser is not None else None, cfg.dds_batch)
+    identity = run_identity(cfg, device, dds_batch, len(dataset))
+    writer = lock(path)
     try:
-        with tqdm(total=total, desc=desc, unit="map", disable=not progress) as bar:
-            for chunk, index_range in chunks:
-                keys = {(r, m, v): unit_key(chunk, r, m, v) for r in cfg.radii_255 for (m, v) in explainers}
-                todo = {k: key for k, key in keys.items() if key not in done}
-                bar.update(len(index_range) * (len(keys) - len(todo)))
-                if todo:
-                    items = [dataset[i] for i in index_range]
-                    _run_chunk(cfg, model, explainers, items, chunk, todo, store, bar, map_sink)
+        check_identity(path, identity)
+        _write_atomically(out_dir / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+        if progress:
+            print(f"{cfg.name}: device {device}, {torch.get_num_threads()} torch threads, DDS batch {dds_batch}")
+        model = load_classifier(cfg.model, cfg.weights).to(device)
+        if denoiser is not None:
+            denoiser = denoiser.to(device)
+        explainers = _explainers(cfg, denoiser, dds_batch)
+        store = RowStore(path, cfg.config_hash(), identity)
+        try:
+            _run_units(cfg, dataset, model, explainers, store, shard, num_shards, progress, map_sink)
+        finally:
+            store.close()
     finally:
-        store.close()
+        writer.release()
     return path
 
 
-def merge_shards(out_dir: str | Path, cfg: ExperimentConfig, num_shards: int) -> Path:
-    """Merge the shard stores of `out_dir` into its single store; returns its path."""
+def _out_folder(out_dir: str | Path) -> Path:
     out_dir = Path(out_dir)
-    target = RowStore(out_dir / STORE_NAME, cfg.config_hash())
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"--out {out_dir} is a file, not a folder; pass a folder for the run's results")
     try:
-        for shard in range(num_shards):
-            path = out_dir / shard_store_name(shard, num_shards)
-            if not path.is_file():
-                raise FileNotFoundError(f"shard store {path} is missing: run shard {shard} of {num_shards} first")
-            target.merge_from(path)
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OSError(f"cannot create the output folder {out_dir}: {err.strerror or err}") from None
+    if not os.access(out_dir, os.W_OK):
+        raise PermissionError(f"the output folder {out_dir} is not writable; pass another --out")
+    return out_dir
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _n_items(cfg: ExperimentConfig, n_dataset: int) -> int:
+    return n_dataset if cfg.limit is None else min(cfg.limit, n_dataset)
+
+
+def _load_items(cfg: ExperimentConfig, dataset, index_range: range, store: RowStore) -> list:
+    """The chunk's items; a corrupt one raises (corrupt_images: error) or is skipped and recorded."""
+    items = []
+    for i in index_range:
+        try:
+            items.append(dataset[i])
+        except CorruptItemError as err:
+            if cfg.corrupt_images == "error":
+                raise
+            skipped = store.get_meta("skipped_items", [])
+            entry = {"index": i, "path": str(err.path), "error": str(err)}
+            if entry not in skipped:
+                store.set_meta("skipped_items", [*skipped, entry])
+    return items
+
+
+def _run_units(cfg, dataset, model, explainers, store: RowStore, shard: int, num_shards: int, progress: bool,
+               map_sink=None) -> None:
+    done = store.done()
+    chunks = shard_chunks(_n_items(cfg, len(dataset)), cfg.batch_size, shard, num_shards)
+    total = sum(len(r) for _, r in chunks) * len(cfg.radii_255) * len(explainers)
+    desc = f"{cfg.name} shard {shard + 1}/{num_shards}" if num_shards > 1 else cfg.name
+    expected = {unit_key(c, r, rad, m, v) for c, r in chunks for rad in cfg.radii_255 for (m, v) in explainers}
+    try:
+        with tqdm(total=total, desc=desc, unit="map", disable=not progress) as bar:
+            for chunk, index_range in chunks:
+                keys = {(r, m, v): unit_key(chunk, index_range, r, m, v)
+                        for r in cfg.radii_255 for (m, v) in explainers}
+                todo = {k: key for k, key in keys.items() if key not in done}
+                bar.update(len(index_range) * (len(keys) - len(todo)))
+                if todo:
+                    items = _load_items(cfg, dataset, index_range, store)
+                    _run_chunk(cfg, model, explainers, items, chunk, todo, store, bar, map_sink)
+    except KeyboardInterrupt:
+        saved = len(store.done() & expected)
+        raise RunInterrupted(
+            f"interrupted: {saved} of {len(expected)} units are saved in {store.path}; rerun the same command "
+            "to resume"
+        ) from None
+
+
+def merge_shards(out_dir: str | Path, cfg: ExperimentConfig, num_shards: int) -> Path:
+    """Merge the shard stores of `out_dir` into its single store; returns its path.
+
+    The merge is written to a temporary store and moved over OUT/rows.sqlite only once every shard
+    merged, so a failed merge leaves nothing behind.
+    """
+    out_dir = Path(out_dir)
+    paths = [out_dir / shard_store_name(shard, num_shards) for shard in range(num_shards)]
+    for shard, path in enumerate(paths):
+        if not path.is_file():
+            raise FileNotFoundError(f"shard store {path} is missing: run shard {shard} of {num_shards} first")
+    identity = _stored_identity(paths[0], cfg)
+    final = out_dir / STORE_NAME
+    writer = lock(final)
+    tmp = out_dir / f".{STORE_NAME}.merging"
+    tmp.unlink(missing_ok=True)
+    try:
+        if final.exists():
+            check_identity(final, identity)
+        target = RowStore(tmp, cfg.config_hash(), identity)
+        try:
+            if final.exists():
+                target.merge_from(final)
+            for path in paths:
+                target.merge_from(path)
+        finally:
+            target.close()
+        replace_atomically(tmp, final)
     finally:
-        target.close()
-    return out_dir / STORE_NAME
+        tmp.unlink(missing_ok=True)
+        for suffix in ("-wal", "-shm"):
+            Path(f"{tmp}{suffix}").unlink(missing_ok=True)
+        writer.release()
+    return final
+
+
+def _stored_identity(path: Path, cfg: ExperimentConfig) -> dict:
+    meta = read_meta(path)
+    if meta.get("config_hash") != cfg.config_hash():
+        raise StoreError(f"{path} holds results of another configuration (hash {meta.get('config_hash')}, "
+                         f"this config {cfg.config_hash()}); pass the config the run used")
+    if "identity" not in meta:
+        raise StoreError(f"{path} has no run identity (written by an older fvit-bench); rerun that shard")
+    return json.loads(meta["identity"])
 
 
 def load_rows(out_dir: str | Path, cfg: ExperimentConfig) -> pd.DataFrame:
-    store = RowStore(Path(out_dir) / STORE_NAME, cfg.config_hash())
+    """The rows of `cfg`'s items (its `limit`) stored in OUT/rows.sqlite, in unit-key order.
+
+    Units of other item ranges (a run with another limit) are left out; the store must hold `cfg`'s
+    configuration (everything but name, limit and device).
+    """
+    path = Path(out_dir) / STORE_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"no results store {path}: run the experiment first")
+    identity = _stored_identity(path, cfg)
+    n = _n_items(cfg, int(identity["dataset_items"]))
+    radii = identity["config"]["radii_255"]
+    pairs = {(m, NO_DDS) for m in identity["config"]["methods"]}
+    pairs |= {(m, d["variant"]) for m in identity["config"]["methods"] for d in identity["config"]["dds"]}
+    wanted = {unit_key(c, r, rad, m, v) for c, r in enumerate(chunk_ranges(n, cfg.batch_size))
+              for rad in radii for (m, v) in pairs}
+    store = RowStore(path, cfg.config_hash())
     try:
-        return store.frame()
+        return store.frame(wanted, order=key_order)
     finally:
         store.close()
+
+
+def skipped_items(out_dir: str | Path) -> list[dict]:
+    """The corrupt items a run skipped (corrupt_images: skip), from OUT/rows.sqlite's metadata."""
+    meta = read_meta(Path(out_dir) / STORE_NAME)
+    return json.loads(meta.get("skipped_items", "[]"))
 
 
 def distributed_shard() -> tuple[int, int]:

@@ -1,9 +1,10 @@
 """Units of work: fixed chunks of items, assigned to shards by a deterministic rule.
 
 Items are cut into chunks of `batch_size` consecutive indices; chunk k belongs to shard
-k mod num_shards. Each (chunk, radius, method, dds) is one unit, stored under one key, with its
-random seeds derived from (seed, chunk, radius) alone, so results do not depend on which shard
-or which attempt computed them.
+k mod num_shards. Each (chunk, radius, method, dds) is one unit, stored under one key that names
+the chunk's item range (so a run with another `limit` never reuses a chunk of other items) and the
+radius exactly (repr of the float), with its random seeds derived from (seed, chunk, radius) alone,
+so results do not depend on which shard or which attempt computed them.
 """
 
 from __future__ import annotations
@@ -22,8 +23,15 @@ def shard_chunks(n_items: int, batch_size: int, shard: int = 0, num_shards: int 
     return [(k, r) for k, r in enumerate(chunk_ranges(n_items, batch_size)) if k % num_shards == shard]
 
 
-def unit_key(chunk: int, radius_255: float, method: str, dds: str) -> str:
-    return f"c{chunk:06d}|r{float(radius_255):07.3f}|{method}|{dds}"
+def unit_key(chunk: int, items: range, radius_255: float, method: str, dds: str) -> str:
+    return f"c{chunk:06d}|i{items.start}-{items.stop}|r{float(radius_255)!r}|{method}|{dds}"
+
+
+def key_order(key: str) -> tuple:
+    """Sort key of a unit key: chunk, item range, radius (numerically), method, DDS variant."""
+    chunk, items, radius, method, dds = key.split("|")
+    start, stop = items[1:].split("-")
+    return int(chunk[1:]), int(start), int(stop), float(radius[1:]), method, dds
 
 
 def unit_seed(seed: int, chunk: int, radius_255: float) -> int:
