@@ -67,8 +67,10 @@ class ViTClassifier(nn.Module):
 
     def check_pixel_range(self, images: torch.Tensor, tolerance: float = 1e-4) -> None:
         """Raise a ValueError if `images` are not in [0,1] pixel space (e.g. 0-255 values)."""
+        if not torch.isfinite(images).all():
+            raise ValueError(f"{self.name}: images contain NaN or infinite values")
         lo, hi = float(images.min()), float(images.max())
-        if lo < -tolerance or hi > 1.0 + tolerance or lo != lo or hi != hi:
+        if lo < -tolerance or hi > 1.0 + tolerance:
             raise ValueError(
                 f"{self.name} expects images in [0,1] pixel space; got values in [{lo:g}, {hi:g}]"
                 + (" (divide 0-255 images by 255)" if hi > 1.5 else "")
