@@ -75,7 +75,7 @@ def input_paths(cfg: ExperimentConfig) -> dict[str, str | None]:
         weights = cfg.weights or os.environ.get(PAPER_MODELS[cfg.model][1]) or None
     else:
         weights = cfg.weights or str(MINI_VIT_DIR)
-    env = {"imagenet-seg": SEG_ENV_VAR, "imagenet-val": VAL_ENV_VAR}.get(cfg.dataset)
+    env = {"imagenet-seg": SEG_ENV_VAR, "imagenet-val": VAL_ENV_VAR, "imagenet-val-re8": VAL_ENV_VAR}.get(cfg.dataset)
     dataset = cfg.dataset_root or (os.environ.get(env, "").strip() or None if env else None)
     denoiser = None
     if cfg.dds:
