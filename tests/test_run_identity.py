@@ -486,3 +486,11 @@ def test_identity_is_recorded_in_the_store(tmp_path):
     assert identity["device"] == "cpu" and identity["torch_threads"] == torch.get_num_threads()
     assert identity["torch_version"] == torch.__version__ and identity["inputs"]["weights"]["fingerprint"]
     assert identity["config"]["radii_255"] == [0.0] and "limit" not in identity["config"]
+
+
+def test_report_intervals_leave_undefined_topk_out():
+    from harness.report.intervals import interval
+
+    rows = pd.DataFrame({"topk_overlap": [0.2, None, 0.4, 0.6]})
+    lo, hi = interval(rows, "topk_overlap")
+    assert 0.2 <= lo <= hi <= 0.6

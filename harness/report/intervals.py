@@ -35,11 +35,12 @@ def per_image(rows: pd.DataFrame, metric: str, explained: str = "pred") -> tuple
 
 def _scores(counts: np.ndarray, values: np.ndarray, kind: str, metric: str) -> np.ndarray:
     """The metric of each resampled dataset; counts (B, n) = how often each image is drawn."""
-    n = counts.sum(axis=1)
-    totals = counts @ values
     if kind == "seg":
-        return segmentation_from_totals(totals, n)[metric]
-    return totals[:, 0] / n
+        return segmentation_from_totals(counts @ values, counts.sum(axis=1))[metric]
+    defined = ~np.isnan(values[:, 0])  # an undefined value (top-k of a constant map) is left out of the mean
+    n = counts @ defined.astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (counts @ np.nan_to_num(values[:, 0])) / n
 
 
 def _draws(n: int, seed: int) -> np.ndarray:
@@ -49,7 +50,9 @@ def _draws(n: int, seed: int) -> np.ndarray:
 
 def _percentiles(values: np.ndarray) -> tuple[float, float]:
     tail = 100.0 * (1.0 - LEVEL) / 2.0
-    lo, hi = np.percentile(values, [tail, 100.0 - tail])
+    if np.isnan(values).all():
+        return float("nan"), float("nan")
+    lo, hi = np.nanpercentile(values, [tail, 100.0 - tail])
     return float(lo), float(hi)
 
 
