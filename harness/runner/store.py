@@ -83,7 +83,7 @@ def check_identity(path: Path, identity: Mapping[str, Any], ignore: Iterable[str
                        {k: v for k, v in identity.items() if k not in skip})
     if diff:
         raise StoreError(f"{path} holds results of another run; differences: {'; '.join(diff)}. Use another "
-                         "--out folder, or delete the store to start over (README: Resuming a run)")
+                         "--out folder, or delete the store to start over (README: Resuming, devices and errors)")
 
 
 class RowStore:
