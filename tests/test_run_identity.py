@@ -486,6 +486,10 @@ def test_identity_is_recorded_in_the_store(tmp_path):
     assert identity["device"] == "cpu" and identity["torch_threads"] == torch.get_num_threads()
     assert identity["torch_version"] == torch.__version__ and identity["inputs"]["weights"]["fingerprint"]
     assert identity["config"]["radii_255"] == [0.0] and "limit" not in identity["config"]
+    from harness.runner.main import write_tables
+
+    md = write_tables(TINY, tmp_path, load_rows(tmp_path, TINY.replace(limit=2)))["segmentation"].read_text()
+    assert f"with {torch.get_num_threads()} torch thread(s)" in md
 
 
 def test_report_intervals_leave_undefined_topk_out():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -10,7 +11,8 @@ import pandas as pd
 from harness.report.tables import CONVENTIONS, write_table
 from harness.runner.aggregate import all_tables
 from harness.runner.config import ExperimentConfig
-from harness.runner.experiment import distributed_shard, load_rows, merge_shards, run_experiment
+from harness.runner.experiment import STORE_NAME, distributed_shard, load_rows, merge_shards, run_experiment
+from harness.runner.store import read_meta
 
 REPORTS = Path("reports")
 CLAIMS_DIR = REPORTS / "claims"
@@ -36,6 +38,18 @@ def attack_text(cfg: ExperimentConfig) -> str:
     return f"PGD L-inf, {cfg.attack_steps} steps of radius/5, random start, cross-entropy on the predicted class"
 
 
+def _identity_text(out_dir: Path) -> str:
+    """' Computed on ...' from the store's run identity (device, threads, torch, commit), or ''."""
+    store = out_dir / STORE_NAME
+    meta = read_meta(store) if store.is_file() else {}
+    if "identity" not in meta:
+        return ""
+    ident = json.loads(meta["identity"])
+    commit = (ident.get("git_commit") or "unknown")[:10]
+    return (f" Computed on {ident['device']} with {ident['torch_threads']} torch thread(s), torch "
+            f"{ident['torch_version']}, fvit-bench {ident['harness_version']} at commit {commit}.")
+
+
 def write_tables(cfg: ExperimentConfig, out_dir: Path, rows: pd.DataFrame) -> dict[str, Path]:
     """Write every table the rows support as CSV + markdown; returns markdown paths by table name."""
     world = "embedded world (an analogue, not the paper's data)" if cfg.dataset == "embedded" else cfg.dataset
@@ -49,7 +63,7 @@ def write_tables(cfg: ExperimentConfig, out_dir: Path, rows: pd.DataFrame) -> di
         f"Run `{cfg.name}`: model {cfg.model}, dataset {world}, {rows['item_id'].nunique()} images, seed {cfg.seed}.",
         f"DDS: {dds}.",
         f"Attack: {attack_text(cfg)}.",
-        f"Config hash {cfg.config_hash()}.",
+        f"Config hash {cfg.config_hash()}.{_identity_text(out_dir)}",
     ]
     paths = {}
     for name, table in all_tables(rows).items():
