@@ -488,7 +488,8 @@ def test_identity_is_recorded_in_the_store(tmp_path):
     assert identity["config"]["radii_255"] == [0.0] and "limit" not in identity["config"]
     from harness.runner.main import write_tables
 
-    md = write_tables(TINY, tmp_path, load_rows(tmp_path, TINY.replace(limit=2)))["segmentation"].read_text()
+    cfg = TINY.replace(limit=2, radii_255=(0,))
+    md = write_tables(cfg, tmp_path, load_rows(tmp_path, cfg))["segmentation"].read_text()
     assert f"with {torch.get_num_threads()} torch thread(s)" in md
 
 
