@@ -25,6 +25,7 @@ from harness.explainers.attention import rollout_matrix
 from harness.explainers.hooks import capture_attention
 from harness.models.classifier import ViTClassifier
 from harness.models.denoiser import Denoiser
+from harness.models.tokens import num_prefix_tokens
 from harness.smoothing.dds import check_sigma, get_variant
 
 ScoreFn = Callable[[ViTClassifier, torch.Tensor], torch.Tensor]
@@ -38,12 +39,12 @@ def _attentions(model: ViTClassifier, images: torch.Tensor) -> list[torch.Tensor
 
 def raw_attention_scores(model: ViTClassifier, images: torch.Tensor) -> torch.Tensor:
     """Differentiable raw attention: mean over heads of the last block's CLS row, (B, N_patches)."""
-    return _attentions(model, images)[-1].mean(dim=1)[:, 0, 1:]
+    return _attentions(model, images)[-1].mean(dim=1)[:, 0, num_prefix_tokens(model):]
 
 
 def rollout_scores(model: ViTClassifier, images: torch.Tensor, start_layer: int = 1) -> torch.Tensor:
     """Differentiable rollout (start layer 1, as the registered `rollout`), (B, N_patches)."""
-    return rollout_matrix(_attentions(model, images), start_layer)[:, 0, 1:]
+    return rollout_matrix(_attentions(model, images), start_layer)[:, 0, num_prefix_tokens(model):]
 
 
 DIFFERENTIABLE_METHODS: dict[str, ScoreFn] = {

@@ -7,6 +7,7 @@ import torch
 from harness.explainers.hooks import capture_attention
 from harness.explainers.registry import register
 from harness.models.classifier import ViTClassifier
+from harness.models.tokens import num_prefix_tokens
 
 HEAD_FUSIONS = ("mean", "max", "min")
 
@@ -37,7 +38,7 @@ def _attentions(model: ViTClassifier, images: torch.Tensor) -> list[torch.Tensor
 def raw_attention(
     model: ViTClassifier, images: torch.Tensor, target: torch.Tensor, head_fusion: str
 ) -> torch.Tensor:
-    return fuse_heads(_attentions(model, images)[-1], head_fusion)[:, 0, 1:]
+    return fuse_heads(_attentions(model, images)[-1], head_fusion)[:, 0, num_prefix_tokens(model):]
 
 
 def rollout_matrix(
@@ -66,4 +67,4 @@ def rollout_matrix(
 def rollout(
     model: ViTClassifier, images: torch.Tensor, target: torch.Tensor, start_layer: int, head_fusion: str
 ) -> torch.Tensor:
-    return rollout_matrix(_attentions(model, images), start_layer, head_fusion)[:, 0, 1:]
+    return rollout_matrix(_attentions(model, images), start_layer, head_fusion)[:, 0, num_prefix_tokens(model):]

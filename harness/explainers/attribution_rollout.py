@@ -14,6 +14,7 @@ from harness.explainers.attention import fuse_heads
 from harness.explainers.hooks import capture_attention
 from harness.explainers.registry import register
 from harness.models.classifier import ViTClassifier
+from harness.models.tokens import num_prefix_tokens
 
 IG_FACTOR = 0.5  # sum_{alpha in linspace(0, 1, 20)} alpha / 20
 ROW_SUM_EPS = 1e-9
@@ -76,4 +77,4 @@ def attribution_rollout(
     for a, g in list(zip(attentions, grads, strict=True))[start_layer:]:
         mhat = safe_row_normalise(fuse_heads(IG_FACTOR * a * g, head_fusion) + eye)
         joint = mhat if joint is None else mhat @ joint
-    return joint[:, 0, 1:]
+    return joint[:, 0, num_prefix_tokens(model):]

@@ -7,6 +7,7 @@ import torch
 from harness.explainers.hooks import attention_and_gradients
 from harness.explainers.registry import register
 from harness.models.classifier import ViTClassifier
+from harness.models.tokens import num_prefix_tokens
 
 
 def generic_relevance(attentions: list[torch.Tensor], grads: list[torch.Tensor]) -> torch.Tensor:
@@ -25,4 +26,4 @@ def generic_relevance(attentions: list[torch.Tensor], grads: list[torch.Tensor])
 )
 def generic_attention(model: ViTClassifier, images: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     attentions, grads = attention_and_gradients(model, images, target)
-    return generic_relevance(attentions, grads)[:, 0, 1:]
+    return generic_relevance(attentions, grads)[:, 0, num_prefix_tokens(model):]

@@ -7,6 +7,7 @@ import torch
 from harness.explainers.hooks import attention_and_gradients
 from harness.explainers.registry import register
 from harness.models.classifier import ViTClassifier
+from harness.models.tokens import num_prefix_tokens
 
 
 @register(
@@ -16,6 +17,7 @@ from harness.models.classifier import ViTClassifier
 )
 def attn_gradcam(model: ViTClassifier, images: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     attentions, grads = attention_and_gradients(model, images, target)
-    a, g = attentions[-1][:, :, 0, 1:], grads[-1][:, :, 0, 1:]
+    p = num_prefix_tokens(model)
+    a, g = attentions[-1][:, :, 0, p:], grads[-1][:, :, 0, p:]
     weights = g.mean(dim=-1, keepdim=True)
     return (weights * a).mean(dim=1).clamp(min=0)

@@ -26,7 +26,7 @@ PAPER_MODELS: dict[str, tuple[str, str, str]] = {
         "timm/deit_base_patch16_224.fb_in1k (model.safetensors)",
     ),
 }
-MODEL_NAMES = ("mini-vit", *PAPER_MODELS)
+MODEL_NAMES = ("mini-vit", *PAPER_MODELS, "hf-vit", "timm:<name>")
 
 
 def paper_weights_path(name: str, weights: str | Path | None = None) -> Path:
@@ -43,10 +43,41 @@ def paper_weights_path(name: str, weights: str | Path | None = None) -> Path:
     return path
 
 
+def timm_classifier(vit, name: str) -> ViTClassifier:
+    """A timm ViT with a class token (DeiT incl. distilled, DINO, register tokens) behind the [0,1] interface."""
+    if getattr(vit, "cls_token", None) is None:
+        raise ValueError(f"{name}: the explainers need a class token; this model has none")
+    if int(getattr(vit, "num_classes", 0)) < 1:
+        raise ValueError(f"{name}: no classification head (num_classes 0, e.g. a DINO backbone): fit a linear head "
+                         "and save the whole model, or pass num_classes")
+    cfg = getattr(vit, "pretrained_cfg", None) or {}
+    return ViTClassifier(vit, cfg.get("mean", (0.5,) * 3), cfg.get("std", (0.5,) * 3), name=name)
+
+
+def load_timm_vit(timm_name: str, weights: str | Path | None) -> ViTClassifier:
+    """Any timm ViT with a class token from a local weights file (timm's own loader; nothing downloads)."""
+    if weights is None or not Path(weights).is_file():
+        raise FileNotFoundError(f"timm:{timm_name}: pass --weights PATH to a local weights file (got {weights})")
+    try:
+        vit = timm.create_model(timm_name, pretrained=True,
+                                pretrained_cfg_overlay=dict(file=str(weights), custom_load=False))
+    except Exception as err:  # timm raises a variety of errors for a wrong name or file
+        raise ValueError(f"{weights} could not be loaded as timm model {timm_name}: {err}") from err
+    return timm_classifier(vit, f"timm:{timm_name}")
+
+
 def load_classifier(name: str, weights: str | Path | None = None) -> ViTClassifier:
     """Load a classifier behind the [0,1] interface; paper models load only from local files."""
     if name == "mini-vit":
         return load_mini_vit(weights or MINI_VIT_DIR)
+    if name == "hf-vit":
+        from harness.models.hf import load_hf_vit
+
+        if weights is None:
+            raise FileNotFoundError("hf-vit: pass --weights DIR, a local ViTForImageClassification folder")
+        return load_hf_vit(weights)
+    if name.startswith("timm:"):
+        return load_timm_vit(name.removeprefix("timm:"), weights)
     if name not in PAPER_MODELS:
         raise KeyError(f"unknown model {name!r}; choose from {', '.join(MODEL_NAMES)}")
     path = paper_weights_path(name, weights)
