@@ -3,6 +3,7 @@
 from harness.explainers import (  # noqa: F401
     attention,
     attribution_rollout,
+    baselines,
     generic_attention,
     gradcam,
     lrp,

@@ -39,23 +39,28 @@ class ExplainerSpec:
     class_specific: bool
     description: str
     defaults: dict[str, Any] = field(default_factory=dict)
+    baseline: bool = False  # a reference map (random, centre, constant), not an explanation method
 
 
 _REGISTRY: dict[str, ExplainerSpec] = {}
 
 
 def register(
-    name: str, *, class_specific: bool, description: str = "", **defaults: Any
+    name: str, *, class_specific: bool, description: str = "", baseline: bool = False, **defaults: Any
 ) -> Callable[[RawExplainer], RawExplainer]:
     """Decorator: register `fn` under `name` with its default options.
 
-    class_specific: whether the map depends on the explained class (False for raw attention, rollout).
+    class_specific: whether the map depends on the explained class (False for raw attention, rollout);
+    baseline: a reference map for negative controls and chance levels, left out of `names()` unless
+    asked for, so a run of "every method" does not include it.
     """
 
     def deco(fn: RawExplainer) -> RawExplainer:
         if name in _REGISTRY and _REGISTRY[name].fn is not fn:
             raise ValueError(f"explainer {name!r} is already registered")
-        _REGISTRY[name] = ExplainerSpec(name, fn, class_specific, description or (fn.__doc__ or "").strip(), defaults)
+        _REGISTRY[name] = ExplainerSpec(
+            name, fn, class_specific, description or (fn.__doc__ or "").strip(), defaults, baseline
+        )
         return fn
 
     return deco
@@ -66,12 +71,19 @@ def get_spec(name: str) -> ExplainerSpec:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise KeyError(f"unknown explainer {name!r}; registered: {', '.join(names())}") from None
+        raise KeyError(f"unknown explainer {name!r}; registered: {', '.join(names(baselines=True))}") from None
 
 
-def names() -> list[str]:
+def names(baselines: bool = False) -> list[str]:
+    """Registered explanation methods, sorted; with baselines=True also the baseline maps."""
     _ensure_builtin()
-    return sorted(_REGISTRY)
+    return sorted(n for n, spec in _REGISTRY.items() if baselines or not spec.baseline)
+
+
+def baseline_names() -> list[str]:
+    """The registered baseline maps (random, centre, constant, ...)."""
+    _ensure_builtin()
+    return sorted(n for n, spec in _REGISTRY.items() if spec.baseline)
 
 
 def resolve_target(model: ViTClassifier, images: torch.Tensor, target: torch.Tensor | int | None) -> torch.Tensor:

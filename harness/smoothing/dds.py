@@ -11,7 +11,8 @@ Noise levels `sigma` are pixel-space standard deviations (images in [0,1]) for e
 FViT/Re define delta in [-1,1] space; `harness.smoothing.timesteps.model_space_std` converts
 (pixel sigma = delta / 2, so their delta = 8/255 is sigma = 4/255 here). See docs/PROTOCOL.md section 4.
 
-Variants: carlini (one-shot), fvit, re, and the fvit-pipeline ablations noise_only and denoise_only.
+Variants: carlini (one-shot), fvit, re, the fvit-pipeline ablations noise_only and denoise_only, and the
+negative control identity.
 """
 
 from __future__ import annotations
@@ -171,6 +172,18 @@ def purify_noise_only(denoiser: Denoiser | None, images: Tensor, sigma: float, g
 )
 def purify_denoise_only(denoiser: Denoiser | None, images: Tensor, sigma: float, gen: Generator) -> Tensor:
     return _require(denoiser, "denoise_only").fvit_denoise(images, sigma, gen, add_noise=False)
+
+
+@register_variant(
+    "identity",
+    needs_denoiser=False,
+    default_samples=1,
+    default_fusion="mean",
+    description="Negative control: the input unchanged (no noise, no denoiser; sigma is ignored), m = 1. "
+    "A claim that this 'DDS' also passes cannot tell a real DDS from a fake one.",
+)
+def purify_identity(denoiser: Denoiser | None, images: Tensor, sigma: float, gen: Generator) -> Tensor:
+    return images.clone()
 
 
 def check_sigma(sigma: float) -> float:
