@@ -93,3 +93,23 @@ def test_help_renders(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
     assert exit_info.value.code == 0 and "--threshold" in capsys.readouterr().out
+
+
+def test_paper_claims_run_only_when_their_files_are_present(tmp_path, capsys, monkeypatch):
+    import harness.cost.nightly as nightly
+
+    steps = {s.name: s.argv for s in plan("25%", "x", bench=False, asv=False, paper=True)}
+    assert steps["paper claims"][-3:] == ["-m", "gpu", "-q"]
+    assert "paper claims" not in {s.name for s in plan("25%", "x", bench=False, asv=False)}
+    for var in ("FVIT_VIT_B16_WEIGHTS", "FVIT_DEIT_B_WEIGHTS", "FVIT_IMAGENET_SEG", "FVIT_IMAGENET_VAL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    missing = nightly.paper_inputs_missing()
+    assert any("FVIT_VIT_B16_WEIGHTS" in m for m in missing) and any("CUDA" in m for m in missing)
+    (tmp_path / "asv.conf.json").write_text("{}")
+    assert main(["--dry-run", "--skip-asv", "--skip-bench", "--root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "paper-scale claims (`pytest claims -m gpu`) not run" in out and "paper claims:" not in out
+    monkeypatch.setattr(nightly, "paper_inputs_missing", lambda: [])
+    assert main(["--dry-run", "--skip-asv", "--skip-bench", "--root", str(tmp_path)]) == 0
+    assert "paper claims:" in capsys.readouterr().out

@@ -2,7 +2,9 @@
 
 Steps (each a subprocess run in the repository root, --root or the current directory; the run fails
 if any step fails, and every step runs even after a failure):
-1. claims      ``pytest claims -m "not gpu"``: a failed claim fails the night.
+1. claims      ``pytest claims -m "not gpu"``: a failed claim fails the night. Then, when the
+   paper-scale files are present (the FVIT_* variables README names), ``pytest claims -m gpu``; when
+   they are not, the run says so and names what is missing.
 2. benchmarks  ``pytest tests/bench -m "not gpu" --benchmark-enable --benchmark-autosave
    --benchmark-compare --benchmark-compare-fail=mean:<threshold>``: compared with the last run saved in
    .benchmarks/<machine id>/; a mean slowdown beyond the threshold fails the session. The first night
@@ -58,6 +60,22 @@ def has_saved_benchmarks(root: Path) -> bool:
     return any((root / ".benchmarks" / get_machine_id()).glob("*.json"))
 
 
+def paper_inputs_missing() -> list[str]:
+    """What the paper-scale claims still need (empty: at least one of them can run here)."""
+    from harness.claims.paper import missing_inputs
+    from harness.claims.registry import load_claims
+
+    missing: list[str] = []
+    for claim in load_claims():
+        if claim.world != "paper":
+            continue
+        needs = missing_inputs(claim)
+        if not needs:
+            return []
+        missing.extend(m for m in needs if m not in missing)
+    return missing
+
+
 def check_threshold(threshold: str) -> str:
     """'25%' or '0.05' (seconds): the forms --benchmark-compare-fail accepts after 'mean:'."""
     text = threshold.strip()
@@ -74,16 +92,19 @@ def check_threshold(threshold: str) -> str:
 
 def plan(
     threshold: str, commit: str | None, claims: bool = True, bench: bool = True, asv: bool = True,
-    compare: bool = True, stat: str = "mean",
+    compare: bool = True, stat: str = "mean", paper: bool = False,
 ) -> list[Step]:
     """The nightly steps, in order. asv needs a commit: without one its step is an error you can read.
 
-    compare=False (no earlier saved benchmark run) saves the benchmarks without comparing them.
+    compare=False (no earlier saved benchmark run) saves the benchmarks without comparing them;
+    paper=True adds the paper-scale claims (`pytest claims -m gpu`) after the CPU ones.
     """
     py = sys.executable
     steps = []
     if claims:
         steps.append(Step("claims", [py, "-m", "pytest", "claims", "-m", "not gpu", "-q"]))
+        if paper:
+            steps.append(Step("paper claims", [py, "-m", "pytest", "claims", "-m", "gpu", "-q"]))
     if bench:
         gate = ["--benchmark-compare", f"--benchmark-compare-fail={stat}:{threshold}"] if compare else []
         steps.append(Step("benchmarks", [
@@ -139,8 +160,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     commit, compare = head_commit(root), has_saved_benchmarks(root)
     if not args.skip_bench and not compare:
         print("nightly: no saved benchmark run for this machine in .benchmarks/: this run is saved, not compared")
+    missing = paper_inputs_missing() if not args.skip_claims else []
+    if missing:
+        print("nightly: paper-scale claims (`pytest claims -m gpu`) not run: inputs missing: " + "; ".join(missing))
     steps = plan(args.threshold, commit, not args.skip_claims, not args.skip_bench, not args.skip_asv, compare,
-                 args.stat)
+                 args.stat, paper=not args.skip_claims and not missing)
     if args.dry_run:
         for step in steps:
             print(f"{step.name}: {shlex.join(step.argv)}")

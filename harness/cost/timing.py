@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from harness.cost.emissions import CPU_POWER_MODES, DEFAULT_COUNTRY, Emissions, EmissionsMeter
 from harness.explainers.registry import Explainer, get_explainer, names
@@ -24,7 +25,7 @@ from harness.models.denoiser import Denoiser
 from harness.smoothing.dds import VARIANTS, SmoothedExplainer, get_variant, smooth
 
 PLAIN = "none"
-MEASURES = ("seconds_per_image", "energy_kwh_per_image", "kg_co2eq_per_image")
+MEASURES = ("seconds_per_image", "energy_kwh_per_image", "kg_co2eq_per_image", "flops_per_image")
 RATIO_COLUMNS = {m: m.replace("_per_image", "_ratio_vs_plain") for m in MEASURES}
 
 COST_CONVENTIONS = (
@@ -40,6 +41,12 @@ COST_CONVENTIONS = (
     "*_ratio_vs_plain: the DDS row's value divided by the plain row's value of the same method "
     "(plain rows: 1).",
     "gpu_hours_per_image: seconds_per_image / 3600 on a CUDA device; 0 on CPU (no GPU used).",
+    "flops_per_image: floating-point operations of one explanation (forward and backward passes, "
+    "torch.utils.flop_counter: matrix products and convolutions), counted in a separate untimed pass: "
+    "independent of machine load. predicted_flops_ratio: m + m x UNet calls per sample x FLOPs of one "
+    "UNet call / the plain explanation's FLOPs, from the variant's definition.",
+    "cpu_power_mode: where the energy figure comes from (RAPL counters are a measurement; a TDP-based "
+    "mode is an estimate proportional to time and says so).",
 )
 
 
@@ -99,6 +106,22 @@ def measure_explainer(
     return seconds / (images.shape[0] * settings.repeats), emissions
 
 
+def count_flops(fn, *args) -> int:
+    """FLOPs torch counts (matrix products, convolutions, forward and backward) while running fn(*args)."""
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn(*args)
+    return int(counter.get_total_flops())
+
+
+def unet_call_flops(denoiser: Denoiser, image: torch.Tensor) -> int:
+    """FLOPs of one UNet forward on one image at the denoiser's resolution."""
+    size = denoiser.sample_size
+    x = torch.zeros(1, 3, size, size, device=image.device, dtype=image.dtype)
+    with torch.no_grad():
+        return count_flops(denoiser.predict_eps, x, 1)
+
+
 def add_ratios(table: pd.DataFrame) -> pd.DataFrame:
     """Add `*_ratio_vs_plain` columns: each row's measure divided by its method's plain (dds='none') row."""
     missing = set(table["method"]) - set(table.loc[table["dds"] == PLAIN, "method"])
@@ -119,6 +142,7 @@ def _cell(
     seconds, em = measure_explainer(explainer, model, images, settings)
     n = images.shape[0] * settings.repeats
     smoothed = isinstance(explainer, SmoothedExplainer)
+    flops = count_flops(explainer, model, images) / images.shape[0]
     return {
         "method": method,
         "dds": dds,
@@ -128,6 +152,7 @@ def _cell(
         "seconds_per_image": seconds,
         "energy_kwh_per_image": em.energy_kwh / n,
         "kg_co2eq_per_image": em.kg_co2eq / n,
+        "flops_per_image": flops,
         "gpu_hours_per_image": seconds / 3600 if images.device.type == "cuda" else 0.0,
         "carbon_intensity_g_per_kwh": em.carbon_intensity_g_per_kwh,
         "cpu_power_mode": em.cpu_power_mode,
@@ -158,17 +183,23 @@ def cost_table(
     images = images[: settings.images]
     if settings.warmup and denoiser is not None:
         denoiser.one_shot(images[:1], 0.1)
+    unet_flops = unet_call_flops(denoiser, images[:1]) if denoiser is not None else 0
     rows = []
     for method in methods:
         plain = get_explainer(method)
         if settings.warmup:
             plain(model, images[:1])
             _sync(images.device)
-        rows.append(_cell(method, PLAIN, plain, model, images, settings))
+        plain_row = _cell(method, PLAIN, plain, model, images, settings)
+        plain_row["predicted_flops_ratio"] = 1.0
+        rows.append(plain_row)
         for v in variants:
             sigma = settings.sigma if settings.sigma is not None else dict(settings.sigma_by_variant).get(v)
             wrapped = smooth(plain, denoiser, v, sigma=sigma, samples=settings.samples, seed=settings.seed)
-            rows.append(_cell(method, v, wrapped, model, images, settings))
+            row = _cell(method, v, wrapped, model, images, settings)
+            unet = wrapped.n_samples * wrapped.unet_calls_per_sample * unet_flops
+            row["predicted_flops_ratio"] = wrapped.n_samples + unet / plain_row["flops_per_image"]
+            rows.append(row)
     return add_ratios(pd.DataFrame(rows))
 
 
@@ -227,7 +258,7 @@ def embedded_images(n: int) -> torch.Tensor:
 
 DISPLAY_COLUMNS = (
     "method", "dds", "sigma_255", "samples_per_image", "unet_calls_per_image",
-    *MEASURES, *RATIO_COLUMNS.values(),
+    *MEASURES, *RATIO_COLUMNS.values(), "predicted_flops_ratio", "cpu_power_mode",
 )
 
 
