@@ -1,7 +1,8 @@
 """Claims suite plumbing: the experiments claims are measured on, and the verdict table.
 
-Every `pytest claims/` run writes reports/claims/verdicts.md and .csv (claim, reported, measured,
-delta, tolerance, held / failed / xfailed / skipped and why), whether it passes or fails.
+Every `pytest claims/` run writes reports/claims/verdicts.md and .csv (claim, measured, delta and its
+interval, the attack's effect on the plain method, outcome, family-wise view, test result and why),
+whether it passes or fails; its header counts each outcome and names the run (commit, config hash).
 """
 
 from __future__ import annotations
@@ -29,6 +30,24 @@ ADAPTIVE_IMAGES = 40  # the adaptive attack through DDS (EOT 4, 10 steps) costs 
 EMBEDDED_THREADS = 2
 
 _VERDICTS: dict[str, dict] = {}
+# The run each verdict came from (config hash, images, threads), by experiment name.
+_RUNS: dict[str, str] = {}
+
+
+def _session_identity() -> dict[str, str]:
+    """The commit and date every verdict of this pytest session is stamped with."""
+    import datetime
+    import subprocess
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent, timeout=10).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        commit = "unknown"
+    return {"commit": commit, "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+_SESSION = _session_identity()
 
 
 @contextlib.contextmanager
@@ -43,52 +62,110 @@ def _threads(count: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def record(verdict: Verdict, status: str | None = None, reason: str = "") -> None:
+def _fmt(interval) -> str | None:
+    return None if interval is None else "[{:+.4g}, {:+.4g}]".format(*interval)
+
+
+def record(verdict: Verdict, test: str | None = None, reason: str = "", run: dict | None = None) -> None:
+    """Add `verdict` to the verdict table; test: what its test did (passed / failed / xfailed / skipped);
+    run: the experiment it was measured on (config_hash, n_images), named in its row."""
     c = verdict.claim
+    run = run or {}
     _VERDICTS[c.id] = {
         "claim": c.id,
         "world": c.world,
         "group": c.claim,
+        "control": c.control or "",
+        "form": c.table,
         "method": c.method,
         "dds": c.dds,
         "statement": c.statement,
         "metric": f"{c.metric} ({c.convention})",
-        "reported": c.reported if c.kind == "value" else c.relation,
+        "reported": c.reported if c.kind != "relation" else c.relation,
         "measured": verdict.measured,
         "measured_without_dds": verdict.measured_none,
         "delta": verdict.delta,
-        "delta_ci95": None if verdict.interval is None else "[{:+.4g}, {:+.4g}]".format(*verdict.interval),
-        "tolerance": c.tolerance,
-        "verdict": status or verdict.status,
-        "why": "; ".join(r for r in (reason or verdict.reason, verdict.noise) if r),
+        "delta_ci95": _fmt(verdict.interval),
+        "p_one_sided": verdict.p_value,
+        "attack_degrades_plain_by": verdict.bite,
+        "attack_degrades_plain_ci95": _fmt(verdict.bite_interval),
+        "plain_predictions_flipped_pct": verdict.flipped,
+        "tolerance": verdict.tolerance if verdict.tolerance is not None else c.tolerance,
+        "n_images": verdict.n_images or run.get("n_images"),
+        "outcome": verdict.outcome,
+        "test": test or ("passed" if verdict.held else "failed"),
+        "why": "; ".join(r for r in (reason, verdict.reason) if r),
+        "config_hash": run.get("config_hash", ""),
+        "experiment": run.get("name", ""),
+        **_SESSION,
     }
 
 
 def record_skip(claim: Claim, reason: str) -> None:
-    record(Verdict(claim, None, None, None, None, reason), "skipped", reason)
+    record(Verdict(claim, "skipped", reason=reason), "skipped")
+
+
+def _family_wise(table: pd.DataFrame) -> pd.Series:
+    """Holm-Bonferroni over the relation claims of this run that are not controls: does 'held' survive?"""
+    from harness.claims.uncertainty import holm
+
+    family = table["p_one_sided"].notna() & (table["control"] == "") & (table["outcome"] != "vacuous")
+    out = pd.Series([""] * len(table), index=table.index, dtype=object)
+    if family.any():
+        rejected = holm(table.loc[family, "p_one_sided"].astype(float).tolist())
+        out[family] = ["survives" if r else "does not survive" for r in rejected]
+    return out
+
+
+def _provenance() -> list[str]:
+    return [f"Run: commit {_SESSION['commit']}, {_SESSION['date']}."] + [
+        f"Experiment {name}: {text}." for name, text in sorted(_RUNS.items())]
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not _VERDICTS:
         return
+    from harness.claims.registry import OUTCOMES
     from harness.report.tables import write_table
 
-    table = pd.DataFrame(sorted(_VERDICTS.values(), key=lambda r: (r["world"], r["claim"])))
-    counts = table["verdict"].value_counts().to_dict()
+    table = pd.DataFrame(sorted(_VERDICTS.values(), key=lambda r: (r["world"], r["control"], r["claim"])))
+    table.insert(table.columns.get_loc("outcome") + 1, "holm_familywise", _family_wise(table))
+    counts = table[table["control"] == ""]["outcome"].value_counts()
+    controls = table[table["control"] != ""].groupby("control")["outcome"].value_counts()
+    header = ", ".join(f"{int(counts.get(o, 0))} {o}" for o in OUTCOMES)
+    control_lines = [
+        f"Control {name}: " + ", ".join(f"{int(n)} {o}" for o, n in controls[name].items())
+        for name in controls.index.get_level_values(0).unique()
+    ]
     write_table(
         table, VERDICT_DIR, "verdicts", "Claim verdicts",
         (
-            "reported: the published value, or the relation a claim asserts between the explanation with DDS "
-            "(measured) and without (measured_without_dds) in the same setting.",
-            "delta: measured - reported (values) or measured - measured_without_dds (relations), in the metric's "
-            "unit; a relation `dds >= none` holds when delta >= -tolerance, `dds <= none` when delta <= tolerance.",
-            "delta_ci95: 95% percentile interval of a relation's delta from 2,000 paired bootstrap resamples of the "
-            "images (same draws with and without DDS); an interval containing 0 means the direction is within "
-            "sampling noise on these images. The verdict itself is the point estimate's.",
-            "verdict: held / failed / xfailed (a known departure, with the measured numbers) / skipped (why).",
+            "outcome: held = the 95% paired-bootstrap interval of the effect lies on the claimed side of 0; "
+            "contradicted = on the other side; inconclusive = it contains 0 (never counted as held); vacuous = "
+            "a robustness claim whose attack does not measurably hurt the plain method "
+            "(attack_degrades_plain_ci95 does not exclude 0); skipped = inputs missing (the reason says which). "
+            "Value claims: held when |delta| <= tolerance.",
+            "form: level = the metric under attack with vs without DDS (dds >= none / dds <= none); drop = the "
+            "degradation from clean to attacked with vs without DDS (dds drop < none drop: DDS degrades less); "
+            "work = counted FLOPs per image with vs without DDS (re-4). Top-k overlap compares the clean and "
+            "attacked maps, so for re-3 the level is the drop.",
+            "delta: measured - measured_without_dds (level), degradation_dds - degradation_none (drop), "
+            "measured - reported (values), FLOPs ratio - 1 (work); in the metric's unit.",
+            "delta_ci95: 95% percentile interval over 2,000 paired bootstrap resamples of the images (the same "
+            "draws for every setting compared). p_one_sided: p-value of the claimed direction from the "
+            "bootstrap standard error (normal approximation). holm_familywise: whether the claim's effect "
+            "survives Holm-Bonferroni at 5% family-wise over the non-control relation claims of this run.",
+            "control: negative controls (identity DDS, baseline maps with no content) must not be held; "
+            "noise_only (DDS without its denoiser) is reported as a finding: where it holds, noise alone "
+            "already makes the papers' claim hold.",
+            "test: passed / failed / xfailed (an outcome listed in claims/expectations.yaml with its numbers) "
+            "/ skipped.",
             "embedded-* claims are analogues on the embedded world, not the papers' results.",
         ),
-        context=[f"Counts: {counts}", f"pytest exit status: {int(exitstatus)}"],
+        context=[
+            f"Claims (controls excluded): {header}.", *control_lines, *_provenance(),
+            f"pytest exit status: {int(exitstatus)}",
+        ],
     )
 
 
@@ -99,23 +176,32 @@ def _analogue_tables(tmp_path_factory, cache_env: str, **settings) -> dict[str, 
     from harness.runner.config import DDSSpec, ExperimentConfig
     from harness.runner.experiment import load_rows, run_experiment
 
-    cfg = ExperimentConfig(
-        dds=(DDSSpec("carlini", sigma=EMBEDDED_SIGMA, samples=EMBEDDED_SAMPLES),),
-        radii_255=(0, 8), explain_classes=("pred",), batch_size=20, **settings,
-    )
+    settings = {"dds": (DDSSpec("carlini", sigma=EMBEDDED_SIGMA, samples=EMBEDDED_SAMPLES),), **settings}
+    cfg = ExperimentConfig(radii_255=(0, 8), explain_classes=("pred",), batch_size=20, **settings)
     # The cache variable keeps (and resumes) the run between sessions; by default it is fresh.
     out = Path(os.environ.get(cache_env) or tmp_path_factory.mktemp(cfg.name))
     with _threads(EMBEDDED_THREADS):
         run_experiment(cfg, out, progress=False)
     rows = load_rows(out, cfg)
-    return {**all_tables(rows), "rows": rows}
+    n = rows["item_id"].nunique()
+    _RUNS[cfg.name] = (f"config hash {cfg.config_hash()}, {n} images, {EMBEDDED_THREADS} threads, "
+                       f"DDS {', '.join(d.variant for d in cfg.dds)}")
+    return {**all_tables(rows), "rows": rows, "run": {"name": cfg.name, "config_hash": cfg.config_hash(),
+                                                      "n_images": n}}
 
 
 @pytest.fixture(scope="session")
 def embedded_tables(tmp_path_factory):
-    """The embedded-world analogue experiment: every method, plain vs carlini DDS, PGD at radii 0 and 8/255."""
-    return _analogue_tables(tmp_path_factory, "FVIT_CLAIMS_CACHE", name="claims-embedded",
-                            tasks=("segmentation", "perturbation"), limit=EMBEDDED_IMAGES)
+    """The embedded-world analogue experiment, PGD at radii 0 and 8/255: every method and the baseline maps,
+    plain, with carlini DDS, and with the controls identity and noise_only (carlini's sigma and m)."""
+    from harness.claims.build import BASELINE_MAPS, METHODS
+    from harness.runner.config import DDSSpec
+
+    dds = (DDSSpec("carlini", sigma=EMBEDDED_SIGMA, samples=EMBEDDED_SAMPLES), DDSSpec("identity"),
+           DDSSpec("noise_only", sigma=EMBEDDED_SIGMA, samples=EMBEDDED_SAMPLES))
+    return _analogue_tables(tmp_path_factory, "FVIT_CLAIMS_CACHE", name="claims-embedded", dds=dds,
+                            methods=(*METHODS, *BASELINE_MAPS), tasks=("segmentation", "perturbation"),
+                            limit=EMBEDDED_IMAGES)
 
 
 @pytest.fixture(scope="session")
@@ -176,16 +262,19 @@ def cost_tables():
                 images = embedded_images(COST_IMAGES)
                 settings = CostSettings(images=COST_IMAGES, batch_size=COST_IMAGES, sigma=EMBEDDED_SIGMA,
                                         samples=EMBEDDED_SAMPLES)
-                variant = "carlini"
+                table = cost_table(model, denoiser, images, variants=("carlini",), settings=settings)
+                # The identity control at its own m = 1: a DDS that adds no work must fail the work claim.
+                control = cost_table(model, denoiser, images, variants=("identity",),
+                                     settings=CostSettings(images=COST_IMAGES, batch_size=COST_IMAGES))
+                table = pd.concat([table, control[control["dds"] == "identity"]], ignore_index=True)
             else:
                 import torch
 
                 model, denoiser = paper_architecture_models("cuda")
                 origin = "paper architectures, random weights"
                 images = torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(0)).cuda()
-                settings = CostSettings(images=2, batch_size=1)
-                variant = "re"
-            table = cost_table(model, denoiser, images, variants=(variant,), settings=settings)
+                table = cost_table(model, denoiser, images, variants=("re",),
+                                   settings=CostSettings(images=2, batch_size=1))
             write_cost_report(table, VERDICT_DIR / f"cost-{world}",
                               (f"Measured for the {world} cost claims (re-4); models: {origin}.",))
             cache[world] = {"cost": table}

@@ -6,7 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.claims.uncertainty import _aggregate, _per_item, delta_interval
+from harness.claims.uncertainty import (
+    aggregate,
+    bootstrap_statistics,
+    holm,
+    one_sided_p,
+    per_item,
+    percentile_interval,
+)
 from harness.runner.aggregate import faithfulness_table, perturbation_table, segmentation_table
 from tests.test_claims_registry import _claim
 
@@ -39,8 +46,8 @@ def test_the_full_sample_reproduces_the_tables(metric, convention):
     rows = _rows()
     claim = _claim(metric=metric, convention=convention)
     group = rows[rows["dds"] == "carlini"].sort_values("item_id")
-    values, kind = _per_item(claim, group)
-    full = _aggregate(claim, np.ones((1, len(group))), values, kind)[0]
+    values, kind = per_item(claim.metric, claim.convention, group)
+    full = aggregate(claim.metric, np.ones((1, len(group))), values, kind)[0]
     if metric in ("pixel_accuracy", "mIoU", "mAP"):
         expected = segmentation_table(rows).set_index("dds").loc["carlini", metric]
     elif metric == "topk_overlap":
@@ -51,18 +58,30 @@ def test_the_full_sample_reproduces_the_tables(metric, convention):
     assert full == pytest.approx(expected, rel=1e-12)
 
 
-def test_interval_separates_a_real_effect_from_none():
-    claim = _claim(metric="mIoU")
-    lo, hi = delta_interval(claim, _rows(shift=0.1))
-    assert 0 < lo < hi  # a 10-point shift on 40 images is far beyond the noise
-    lo, hi = delta_interval(claim, _rows(shift=0.0))
-    assert lo < 0 < hi
-
-
-def test_interval_is_deterministic_and_needs_paired_rows():
-    claim = _claim(metric="mAP")
-    assert delta_interval(claim, _rows()) == delta_interval(claim, _rows())
-    rows = _rows()
+def test_replicates_are_paired_and_deterministic():
+    rows = _rows(shift=0.1)
+    frames = [rows[rows["dds"] == d].set_index("item_id").sort_index() for d in ("carlini", "none")]
+    points, reps = bootstrap_statistics("mIoU", "percent", frames, resamples=500)
+    again = bootstrap_statistics("mIoU", "percent", frames, resamples=500)
+    assert np.array_equal(reps, again[1]) and reps.shape == (500, 2)
+    lo, hi = percentile_interval(reps[:, 0] - reps[:, 1])
+    assert 0 < lo < points[0] - points[1] < hi  # a 10-point shift on 40 images is far beyond the noise
     with pytest.raises(LookupError, match="same images"):
-        delta_interval(claim, rows.drop(index=rows.index[rows["dds"] == "carlini"][0]))
-    assert delta_interval(_claim(kind="value", reported=1.0, relation=None), rows) is None
+        bootstrap_statistics("mIoU", "percent", [frames[0], frames[1].iloc[1:]])
+
+
+def test_nan_items_are_left_out_of_a_mean():
+    values = np.array([[1.0], [np.nan], [0.0]])
+    assert aggregate("topk_overlap", np.ones((1, 3)), values, "mean")[0] == 0.5
+    assert np.isnan(aggregate("topk_overlap", np.ones((1, 1)), np.array([[np.nan]]), "mean")[0])
+
+
+def test_one_sided_p_and_holm_by_hand():
+    reps = np.random.default_rng(0).normal(0.0, 1.0, 100_000)
+    assert one_sided_p(1.96, reps, +1) == pytest.approx(0.025, abs=1e-3)
+    assert one_sided_p(1.96, reps, -1) == pytest.approx(0.975, abs=1e-3)
+    assert one_sided_p(0.0, np.zeros(10), +1) == 1.0  # an identical pair shows nothing
+    # Holm at 5%: sorted p 0.01 <= 0.05/3, 0.02 <= 0.05/2, 0.04 <= 0.05/1: all three rejected ...
+    assert holm([0.04, 0.01, 0.02]) == [True, True, True]
+    # ... but 0.03 > 0.05/2 stops the step-down: only the smallest survives.
+    assert holm([0.03, 0.01, 0.04]) == [False, True, False]

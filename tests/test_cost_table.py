@@ -154,3 +154,12 @@ def test_cost_takes_runs_dds_sigma_by_default(tiny_world):
     rows = cost_table(model, denoiser, images, ["raw_attention"], ["carlini", "fvit"], settings).set_index("dds")
     assert rows.loc["carlini", "sigma_255"] == pytest.approx(32.0, abs=0.01)
     assert rows.loc["fvit", "sigma_255"] == pytest.approx(get_variant("fvit").default_sigma * 255)
+
+
+def test_counted_flops_match_the_variants_definition(table):
+    """DDS does exactly the counted work: m explanations plus m x UNet calls, nothing hidden or skipped."""
+    dds = table[table["dds"] != PLAIN]
+    assert (dds["flops_per_image"] > 0).all()
+    np.testing.assert_allclose(dds["flops_ratio_vs_plain"], dds["predicted_flops_ratio"], rtol=1e-6)
+    identity = table[table["dds"] == "identity"]
+    assert (identity["flops_ratio_vs_plain"] == 1.0).all()  # m = 1 (TINY), no UNet: no extra work

@@ -74,7 +74,8 @@ def test_claims_grid_only_for_verdicts_of_a_matching_run(tmp_path):
     cfg = ExperimentConfig(methods=("rollout",))
     path = tmp_path / "verdicts.csv"
     assert claims_grid(path, cfg)[0] is None and "No claim verdicts" in claims_grid(path, cfg)[1]
-    row = {"world": "embedded", "group": "fvit-1", "method": "rollout", "metric": "mIoU (percent)", "verdict": "held"}
+    row = {"world": "embedded", "group": "fvit-1", "form": "relation (level)", "control": "", "method": "rollout",
+           "metric": "mIoU (percent)", "outcome": "held"}
     pd.DataFrame([row]).to_csv(path, index=False)
     grid, why = claims_grid(path, cfg)
     assert grid is None and "do not name the run" in why
@@ -185,10 +186,12 @@ def test_verdict_summary_is_a_claim_by_method_grid():
     from harness.report.html import verdict_summary
 
     verdicts = pd.DataFrame([
-        {"world": "embedded", "group": g, "method": m, "metric": "mIoU (percent)", "verdict": v}
-        for g, m, v in (("fvit-1", "rollout", "held"), ("fvit-1", "lrp", "failed"), ("anchor", "lrp", "skipped"))
+        {"world": "embedded", "group": g, "form": "relation (level)", "control": c, "method": m,
+         "metric": "mIoU (percent)", "outcome": v}
+        for g, c, m, v in (("fvit-1", "", "rollout", "held"), ("fvit-1", "", "lrp", "vacuous"),
+                           ("anchor", "", "lrp", "skipped"), ("fvit-1", "identity", "lrp", "inconclusive"))
     ])
     grid = verdict_summary(verdicts)
-    assert list(grid.columns) == ["world", "claim", "metric", "lrp", "rollout"]
-    assert grid.iloc[0][["lrp", "rollout"]].tolist() == ["failed", "held"] and len(grid) == 1
-    assert verdict_summary(pd.DataFrame([{"claim": "x", "verdict": "held"}])) is None
+    assert list(grid.columns) == ["world", "claim", "form", "metric", "lrp", "rollout"]
+    assert grid.iloc[0][["lrp", "rollout"]].tolist() == ["vacuous", "held"] and len(grid) == 1
+    assert verdict_summary(pd.DataFrame([{"claim": "x", "outcome": "held"}])) is None

@@ -1,59 +1,96 @@
-"""Measure a claim on experiment tables and judge it.
+"""Measure a claim on an experiment and conclude one of held / contradicted / inconclusive / vacuous.
 
-Relation claims compare the explanation with DDS (the claim's variant) and without, in the same
-setting; `delta` is always measured_dds - measured_none for relations and measured - reported
-for values, in the metric's own unit.
+- value: held when |measured - reported| <= tolerance, else contradicted.
+- relation (`dds >= none`, `dds <= none`, `dds drop < none drop`): the 95% paired-bootstrap interval
+  of the effect over the images decides. Held when it lies on the claimed side of 0, contradicted when
+  it lies on the other side, inconclusive when it contains 0 (a tie is never held). A robustness claim
+  (measured under attack) is vacuous when the attack does not measurably hurt the plain method: the
+  interval of the plain method's degradation from clean to attacked must exclude 0 on the harmful side.
+- relation `dds work > none work` (cost): counted FLOPs per image with DDS over without; held when the
+  ratio exceeds 1. Wall-clock and energy ratios are reported, never asserted (they depend on load).
+- effect: a reported DDS effect (with minus without); held when the measured effect lies within
+  z * sqrt(se_ours^2 + se_reported^2), both standard errors from this run's per-image spread, the
+  second scaled to the paper's sample size.
+
+`delta` is measured_dds - measured_none for level relations, degradation_dds - degradation_none for
+drop relations (degradation = clean - attacked for higher-is-better metrics, attacked - clean
+otherwise, 1 - overlap for top-k overlap), measured - reported for values and effects.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
+from scipy.stats import norm
 
-from harness.claims.registry import Claim
-from harness.claims.uncertainty import delta_interval
+from harness.claims.registry import DROP_RELATION, WORK_RELATION, Claim
+from harness.claims.uncertainty import LEVEL, bootstrap_statistics, one_sided_p, percentile_interval
+from harness.cost.emissions import CPU_POWER_MODES
 from harness.metrics.registry import resolve
 
-COST_METRICS = ("seconds_per_image", "energy_kwh_per_image", "kg_co2eq_per_image")
+COST_METRICS = ("seconds_per_image", "energy_kwh_per_image", "kg_co2eq_per_image", "flops_per_image")
+NO_DDS = "none"
+# Re reports DDS jobs needing about 10x the time of plain ones (10 h vs 1 h job limits): a limit, not a measurement.
+RE_REPORTED_COST_RATIO = 10.0
 
 
 @dataclass(frozen=True)
 class Verdict:
+    """What a claim's evaluation measured and concluded (`outcome`, one of registry.OUTCOMES)."""
+
     claim: Claim
-    measured: float | None
-    measured_none: float | None
-    delta: float | None
-    held: bool | None
+    outcome: str
+    measured: float | None = None
+    measured_none: float | None = None
+    delta: float | None = None
+    interval: tuple[float, float] | None = None  # 95% paired-bootstrap interval of delta
+    p_value: float | None = None  # one-sided, for the claimed direction (normal approx., bootstrap SE)
+    bite: float | None = None  # the plain method's degradation from clean to attacked (robustness claims)
+    bite_interval: tuple[float, float] | None = None
+    flipped: float | None = None  # percent of the plain predictions the attack changed
+    tolerance: float | None = None  # the tolerance applied (values: the claim's; effects: derived)
+    n_images: int | None = None
     reason: str = ""
-    interval: tuple[float, float] | None = None  # 95% paired-bootstrap interval of delta (relations)
 
     @property
-    def noise(self) -> str:
-        """Whether delta is beyond the images' sampling noise ('' without an interval)."""
-        if self.interval is None:
-            return ""
-        lo, hi = self.interval
-        where = "within sampling noise" if lo <= 0.0 <= hi else "beyond sampling noise"
-        return f"delta 95% CI [{lo:+.4g}, {hi:+.4g}] (paired bootstrap over images): {where}"
+    def held(self) -> bool:
+        return self.outcome == "held"
 
     @property
     def status(self) -> str:
-        return {True: "held", False: "failed", None: "skipped"}[self.held]
+        return self.outcome
+
+    @property
+    def noise(self) -> str:
+        if self.interval is None:
+            return ""
+        return "delta {:.0%} CI [{:+.4g}, {:+.4g}] (paired bootstrap over {} images)".format(
+            LEVEL, *self.interval, self.n_images)
+
+    @property
+    def attack_effect(self) -> str:
+        if self.bite is None:
+            return ""
+        lo, hi = self.bite_interval or (math.nan, math.nan)
+        flips = "" if self.flipped is None else f", {self.flipped:.0f}% of plain predictions flipped"
+        return f"attack degrades the plain method by {self.bite:+.4g} (CI [{lo:+.4g}, {hi:+.4g}]{flips})"
 
     def summary(self) -> str:
         c = self.claim
         if self.measured is None:
-            return f"{c.id}: {self.status} ({self.reason})"
-        if c.kind == "value":
-            return (f"{c.id}: measured {self.measured:.4g} vs reported {c.reported:.4g} {c.convention} "
-                    f"(delta {self.delta:+.4g}, tolerance {c.tolerance:g}) -> {self.status}")
-        noise = f"; {self.noise}" if self.interval is not None else ""
-        return (f"{c.id}: {c.metric} ({c.convention}) with {c.dds} DDS {self.measured:.4g}, without "
-                f"{self.measured_none:.4g} (delta {self.delta:+.4g}; needs {c.relation}, tolerance {c.tolerance:g}"
-                f"{noise}) -> {self.status}")
+            return f"{c.id}: {self.outcome} ({self.reason})"
+        if c.kind in ("value", "effect"):
+            what = "effect (dds - none)" if c.kind == "effect" else c.metric
+            text = (f"{c.id}: {what} measured {self.measured:.4g} vs reported {c.reported:.4g} {c.convention} "
+                    f"(delta {self.delta:+.4g}, tolerance {self.tolerance:.4g})")
+        else:
+            text = (f"{c.id}: {c.metric} ({c.convention}) with {c.dds} DDS {self.measured:.4g}, without "
+                    f"{self.measured_none:.4g}; needs {c.relation}, delta {self.delta:+.4g}")
+        extra = "; ".join(x for x in (self.noise, self.attack_effect, self.reason) if x)
+        return f"{text}{'; ' + extra if extra else ''} -> {self.outcome}"
 
 
 def _pick(table: pd.DataFrame, claim: Claim, dds: str, column: str, **extra) -> float:
@@ -70,12 +107,12 @@ def _pick(table: pd.DataFrame, claim: Claim, dds: str, column: str, **extra) -> 
 
 
 def measure_metric(claim: Claim, tables: dict[str, pd.DataFrame], dds: str) -> float:
-    """The claim's metric, in the claim's convention, for `dds` ('none' or a variant)."""
+    """The claim's metric, in the claim's convention, for `dds` ('none' or a variant), from the tables."""
     if claim.metric in ("pixel_accuracy", "mIoU", "mAP"):
         return _pick(tables["segmentation"], claim, dds, claim.metric)
     if claim.metric == "top1_accuracy":  # clean top-1 (fraction): the clean point of any plain curve
         table = tables["perturbation"]
-        rows = table[(table["dds"] == "none") & (table["radius_255"] == 0)]
+        rows = table[(table["dds"] == NO_DDS) & (table["radius_255"] == 0)]
         if rows.empty:
             raise LookupError(f"claim {claim.id}: needs a clean (radius 0) perturbation run without DDS")
         return float(rows["clean_top1"].iloc[0])
@@ -96,31 +133,124 @@ def measure_metric(claim: Claim, tables: dict[str, pd.DataFrame], dds: str) -> f
     raise LookupError(f"claim {claim.id}: no measurement defined for metric {claim.metric!r}")
 
 
-def judge(claim: Claim, measured: float, measured_none: float | None = None) -> Verdict:
-    if not math.isfinite(measured) or (measured_none is not None and not math.isfinite(measured_none)):
-        return Verdict(claim, measured, measured_none, None, False, "measurement is not finite")
-    if claim.kind == "value":
-        delta = measured - float(claim.reported)
-        return Verdict(claim, measured, None, delta, abs(delta) <= claim.tolerance)
-    assert measured_none is not None
-    delta = measured - measured_none
-    if claim.relation == "dds >= none":
-        held = delta >= -claim.tolerance
-    elif claim.relation == "dds <= none":
-        held = delta <= claim.tolerance
-    else:  # "dds / none >= 1"
-        held = measured_none > 0 and measured / measured_none >= 1 - claim.tolerance
-    reason = f"ratio dds / none = {measured / measured_none:.3g}" if claim.relation == "dds / none >= 1" and \
-        measured_none > 0 else ""
-    return Verdict(claim, measured, measured_none, delta, held, reason)
+def _frame(rows: pd.DataFrame, claim: Claim, dds: str, radius: float) -> pd.DataFrame:
+    sel = rows[(rows["method"] == claim.method) & (rows["dds"] == dds) & (rows["radius_255"] == radius)]
+    if sel.empty:
+        raise LookupError(f"claim {claim.id}: no rows for method={claim.method}, dds={dds}, radius={radius}/255")
+    return sel.set_index("item_id").sort_index()
 
 
-def evaluate(claim: Claim, tables: dict[str, pd.DataFrame]) -> Verdict:
-    """Judge `claim` on experiment tables; a `rows` entry (the per-image rows the tables came from)
-    adds the bootstrap interval of a relation's delta (`harness.claims.uncertainty`)."""
+def _degradation(claim: Claim, clean: np.ndarray, attacked: np.ndarray) -> np.ndarray:
+    """How much the attack hurts, positive = worse (elementwise on points or replicates)."""
+    return clean - attacked if claim.higher_is_better else attacked - clean
+
+
+def _side(claim: Claim) -> int:
+    """+1 when the claim says delta > 0, -1 when it says delta < 0."""
+    return +1 if claim.relation == "dds >= none" else -1
+
+
+def _conclude(lo: float, hi: float, side: int) -> str:
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return "inconclusive"
+    if (side > 0 and lo > 0) or (side < 0 and hi < 0):
+        return "held"
+    if (side > 0 and hi < 0) or (side < 0 and lo > 0):
+        return "contradicted"
+    return "inconclusive"
+
+
+def _relation(claim: Claim, rows: pd.DataFrame, resamples: int) -> Verdict:
+    r = claim.radius_255
+    overlap = claim.metric == "topk_overlap"
+    if claim.relation == DROP_RELATION and not overlap:
+        frames = [_frame(rows, claim, d, rr) for d in (claim.dds, NO_DDS) for rr in (0.0, r)]
+        points, reps = bootstrap_statistics(claim.metric, claim.convention, frames, resamples)
+        delta_of = lambda x: _degradation(claim, x[..., 0], x[..., 1]) - _degradation(claim, x[..., 2], x[..., 3])  # noqa: E731
+        measured, measured_none = (float(_degradation(claim, points[0], points[1])),
+                                   float(_degradation(claim, points[2], points[3])))
+        bite_of = lambda x: _degradation(claim, x[..., 2], x[..., 3])  # noqa: E731
+    else:
+        frames = [_frame(rows, claim, d, r) for d in (claim.dds, NO_DDS)]
+        if claim.robustness and not overlap:
+            frames.append(_frame(rows, claim, NO_DDS, 0.0))
+        points, reps = bootstrap_statistics(claim.metric, claim.convention, frames, resamples)
+        if claim.relation == DROP_RELATION:  # top-k overlap already compares clean and attacked maps
+            delta_of = lambda x: (1.0 - x[..., 0]) - (1.0 - x[..., 1])  # noqa: E731
+            measured, measured_none = 1.0 - float(points[0]), 1.0 - float(points[1])
+        else:
+            delta_of = lambda x: x[..., 0] - x[..., 1]  # noqa: E731
+            measured, measured_none = float(points[0]), float(points[1])
+        bite_of = (lambda x: 1.0 - x[..., 1]) if overlap else (lambda x: _degradation(claim, x[..., 2], x[..., 1]))
+    delta = float(delta_of(points))
+    interval = percentile_interval(delta_of(reps))
+    side = _side(claim)
+    base = dict(claim=claim, measured=measured, measured_none=measured_none, delta=delta, interval=interval,
+                p_value=one_sided_p(delta, delta_of(reps), side), n_images=len(frames[0]))
+    if claim.robustness:
+        plain = _frame(rows, claim, NO_DDS, r)
+        base.update(bite=float(bite_of(points)), bite_interval=percentile_interval(bite_of(reps)),
+                    flipped=100.0 * float((plain["pred"] != plain["clean_pred"]).mean()))
+        if not base["bite_interval"][0] > 0:
+            return Verdict(outcome="vacuous", reason="the attack does not measurably hurt the plain method", **base)
+    outcome = _conclude(*interval, side)
+    reason = "" if math.isfinite(delta) else "no scorable images (degenerate maps)"
+    return Verdict(outcome=outcome, reason=reason, **base)
+
+
+def _work(claim: Claim, tables: dict[str, pd.DataFrame]) -> Verdict:
+    """Counted compute: FLOPs per image with DDS over without (torch's FLOP counter, load-independent)."""
+    table = tables["cost"]
+    dds = table[(table["method"] == claim.method) & (table["dds"] == claim.dds)]
+    plain = table[(table["method"] == claim.method) & (table["dds"] == NO_DDS)]
+    if len(dds) != 1 or len(plain) != 1:
+        raise LookupError(f"claim {claim.id}: expected one cost row each for {claim.method} with and without DDS")
+    dds, plain = dds.iloc[0], plain.iloc[0]
+    ratio = float(dds["flops_per_image"]) / float(plain["flops_per_image"])
+    predicted = float(dds.get("predicted_flops_ratio", math.nan))
+    source = CPU_POWER_MODES.get(dds["cpu_power_mode"], dds["cpu_power_mode"])
+    reason = (
+        f"counted FLOPs ratio dds/none = {ratio:.4g} (predicted from the variant's counted calls: "
+        f"{predicted:.4g}); wall-clock ratio {float(dds['seconds_ratio_vs_plain']):.3g} and energy ratio "
+        f"{float(dds['energy_kwh_ratio_vs_plain']):.3g} (energy source: {source}) are reported, "
+        f"not asserted; Re reports ~{RE_REPORTED_COST_RATIO:g}x job time (job limits, not a measurement)"
+    )
+    return Verdict(claim, "held" if ratio > 1.0 else "contradicted", float(dds["flops_per_image"]),
+                   float(plain["flops_per_image"]), ratio - 1.0, reason=reason)
+
+
+def _effect(claim: Claim, rows: pd.DataFrame, resamples: int) -> Verdict:
+    frames = [_frame(rows, claim, d, claim.radius_255) for d in (claim.dds, NO_DDS)]
+    points, reps = bootstrap_statistics(claim.metric, claim.convention, frames, resamples)
+    effect_reps = reps[:, 0] - reps[:, 1]
+    effect = float(points[0] - points[1])
+    n = len(frames[0])
+    se_ours = float(np.nanstd(effect_reps, ddof=1))
+    se_reported = se_ours * math.sqrt(n / claim.n_reported)  # same per-image spread at the paper's n
+    tolerance = float(norm.ppf(0.5 + LEVEL / 2) * math.hypot(se_ours, se_reported))
+    delta = effect - float(claim.reported)
+    reason = (f"tolerance = z({LEVEL:.0%}) x sqrt(se_ours^2 + se_reported^2) = {tolerance:.4g}, "
+              f"se_ours = {se_ours:.4g} on {n} images, se_reported = se_ours x sqrt({n}/{claim.n_reported})")
+    return Verdict(claim, "held" if abs(delta) <= tolerance else "contradicted", effect, None, delta,
+                   interval=percentile_interval(effect_reps), tolerance=tolerance, n_images=n, reason=reason)
+
+
+def judge_value(claim: Claim, measured: float) -> Verdict:
+    if not math.isfinite(measured):
+        return Verdict(claim, "inconclusive", measured, reason="measurement is not finite")
+    delta = measured - float(claim.reported)
+    return Verdict(claim, "held" if abs(delta) <= claim.tolerance else "contradicted", measured, None, delta,
+                   tolerance=claim.tolerance)
+
+
+def evaluate(claim: Claim, tables: dict[str, pd.DataFrame], resamples: int = 2000) -> Verdict:
+    """Evaluate `claim` on an experiment's tables; relations and effects need its per-image `rows` too."""
     if claim.kind == "value":
-        return judge(claim, measure_metric(claim, tables, claim.dds))
-    verdict = judge(claim, measure_metric(claim, tables, claim.dds), measure_metric(claim, tables, "none"))
-    if "rows" in tables:
-        verdict = dataclasses.replace(verdict, interval=delta_interval(claim, tables["rows"]))
-    return verdict
+        return judge_value(claim, measure_metric(claim, tables, claim.dds))
+    if claim.relation == WORK_RELATION:
+        return _work(claim, tables)
+    if "rows" not in tables:
+        raise LookupError(f"claim {claim.id}: a {claim.kind} claim is judged on per-image rows; none were given")
+    if claim.kind == "effect":
+        return _effect(claim, tables["rows"], resamples)
+    return _relation(claim, tables["rows"], resamples)

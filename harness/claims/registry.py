@@ -1,8 +1,15 @@
 """Load and validate the claims registry (claims/claims.yaml).
 
-A claim is either a *value* (a reported number, met when |measured - reported| <= tolerance) or a
-*relation* between the explanation with and without DDS in the same setting, e.g. `dds >= none`
-(met when measured_dds - measured_none >= -tolerance; tolerance 0 means the direction must hold).
+A claim is one of:
+- a *value*: a reported number, held when |measured - reported| <= tolerance;
+- a *relation* between the explanation with and without DDS in the same setting, judged on the 95%
+  paired-bootstrap interval of its effect (`harness.claims.evaluate`):
+  `dds >= none` / `dds <= none` compare the levels under attack, `dds drop < none drop` compares
+  the degradation from clean to attacked, `dds work > none work` compares counted compute (FLOPs);
+- an *effect*: a DDS effect (with minus without, same setting) a paper reports, held when the
+  measured effect lies within a tolerance derived from the sampling interval at both sample sizes.
+A `control` claim is a negative control (identity DDS, noise only, random or constant maps): it
+must not be held, or (noise only) is reported as a finding about the papers' claim.
 """
 
 from __future__ import annotations
@@ -13,7 +20,15 @@ from pathlib import Path
 import yaml
 
 CLAIMS_FILE = Path(__file__).resolve().parents[2] / "claims" / "claims.yaml"
-RELATIONS = ("dds >= none", "dds <= none", "dds / none >= 1")
+LEVEL_RELATIONS = ("dds >= none", "dds <= none")
+DROP_RELATION = "dds drop < none drop"
+WORK_RELATION = "dds work > none work"
+RELATIONS = (*LEVEL_RELATIONS, DROP_RELATION, WORK_RELATION)
+KINDS = ("value", "relation", "effect")
+# What a claim's evaluation concludes (a claim is held only when its interval says so).
+OUTCOMES = ("held", "contradicted", "inconclusive", "vacuous", "skipped")
+# How a control claim's test treats its outcome: must not be held, or reported as a finding.
+CONTROL_EXPECT = ("not_held", "report")
 WORLDS = ("paper", "embedded")
 
 
@@ -33,19 +48,37 @@ class Claim:
     radius_255: float
     metric: str
     convention: str
-    kind: str  # "value" | "relation"
+    kind: str  # "value" | "relation" | "effect"
     reported: float | None
     relation: str | None
     tolerance: float
     provenance: str
     confidence: str
     note: str = ""
+    control: str = ""  # "" or the negative control this claim runs (identity, noise_only, random_maps, ...)
+    expect: str = ""  # controls: "not_held" or "report"
+    n_reported: int | None = None  # effect claims: the images the paper's number was measured on
+    source_ref: str = ""  # exact source: repository@commit:file#cell, table or figure
+    sample: str = ""  # the images the reported number was measured on
+
+    @property
+    def robustness(self) -> bool:
+        """A claim about robustness under attack: its attack must hurt the plain method (else vacuous)."""
+        return self.kind == "relation" and self.relation != WORK_RELATION and self.radius_255 > 0
+
+    @property
+    def higher_is_better(self) -> bool:
+        return not self.metric.startswith("positive_")
 
     def __post_init__(self) -> None:
-        if self.kind not in ("value", "relation"):
-            raise ValueError(f"claim {self.id}: kind must be 'value' or 'relation', got {self.kind!r}")
-        if self.kind == "value" and self.reported is None:
-            raise ValueError(f"claim {self.id}: a value claim needs `reported`")
+        if self.kind not in KINDS:
+            raise ValueError(f"claim {self.id}: kind must be one of {KINDS}, got {self.kind!r}")
+        if self.kind in ("value", "effect") and self.reported is None:
+            raise ValueError(f"claim {self.id}: a {self.kind} claim needs `reported`")
+        if self.kind == "effect" and not self.n_reported:
+            raise ValueError(f"claim {self.id}: an effect claim needs `n_reported` (the paper's sample size)")
+        if self.control and self.expect not in CONTROL_EXPECT:
+            raise ValueError(f"claim {self.id}: a control claim needs expect in {CONTROL_EXPECT}")
         if self.kind == "relation" and self.relation not in RELATIONS:
             raise ValueError(f"claim {self.id}: relation must be one of {RELATIONS}, got {self.relation!r}")
         if self.world not in WORLDS:

@@ -48,14 +48,15 @@ class Report:
 
 
 def verdict_summary(verdicts: pd.DataFrame) -> pd.DataFrame | None:
-    """Relation claims as a grid: (world, claim, metric) x method -> verdict; None if there are none."""
-    needed = {"world", "group", "method", "metric", "verdict"}
+    """Relation claims as a grid: (world, claim, form, metric) x method -> outcome; controls and
+    value claims left out; None if there are none."""
+    needed = {"world", "group", "form", "control", "method", "metric", "outcome"}
     if not needed <= set(verdicts.columns):
         return None
-    rel = verdicts[~verdicts["group"].isin(["anchor", "reported"])]
+    rel = verdicts[~verdicts["group"].isin(["anchor", "reported", "effect"]) & verdicts["control"].fillna("").eq("")]
     if rel.empty:
         return None
-    grid = rel.pivot_table(index=["world", "group", "metric"], columns="method", values="verdict",
+    grid = rel.pivot_table(index=["world", "group", "form", "metric"], columns="method", values="outcome",
                            aggfunc="first")
     grid.columns.name = None
     return grid.reset_index().rename(columns={"group": "claim"})

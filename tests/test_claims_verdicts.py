@@ -1,0 +1,137 @@
+"""Verdicts a sceptic can trust: intervals decide, ties and no-ops are never held, attacks must bite."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness.claims.evaluate import evaluate
+from harness.claims.expectations import Expected, decide, load_expectations
+from harness.claims.registry import DROP_RELATION, WORK_RELATION
+from tests.test_claims_registry import _claim
+
+
+def _rows(n: int = 60, harm: float = 0.2, gain: float = 0.0, dds_clean: float = 0.0, seed: int = 0) -> pd.DataFrame:
+    """Rows at radius 0 and 8/255 without DDS and with carlini: the attack lowers the plain method's
+    segmentation quality by `harm`; DDS adds `gain` under attack and `dds_clean` on clean images."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        base = rng.uniform(0.5, 0.9)
+        for dds, radius, shift in (("none", 0.0, 0.0), ("none", 8.0, -harm), ("carlini", 0.0, dds_clean),
+                                   ("carlini", 8.0, -harm + gain)):
+            q = float(np.clip(base + shift + rng.normal(0, 0.03), 0, 1))
+            stats = {"correct": 1000 * q, "labeled": 1000.0, "inter_bg": 500 * q, "union_bg": 600.0,
+                     "inter_fg": 300 * q, "union_fg": 300.0, "ap": q}
+            rows.append({"item_id": f"i{i:03d}", "method": "rollout", "dds": dds, "radius_255": radius,
+                         "pred": int(radius > 0), "label": 0, "clean_pred": 0, **stats,
+                         "topk_overlap": None if radius == 0 else q})
+    return pd.DataFrame(rows)
+
+
+def _verdict(rows: pd.DataFrame, **claim):
+    return evaluate(_claim(metric="mIoU", **claim), {"rows": rows}, resamples=500)
+
+
+def test_a_real_effect_is_held_a_reversed_one_contradicted_a_tie_inconclusive():
+    assert _verdict(_rows(gain=0.1)).outcome == "held"
+    assert _verdict(_rows(gain=-0.1)).outcome == "contradicted"
+    tie = _verdict(_rows(gain=0.0))
+    assert tie.outcome == "inconclusive" and tie.interval[0] < 0 < tie.interval[1]
+
+
+def test_an_identity_dds_is_never_held_and_fails_its_test():
+    rows = _rows()
+    same = rows[rows["dds"] == "none"].assign(dds="carlini")
+    rows = pd.concat([rows[rows["dds"] == "none"], same], ignore_index=True)
+    for relation in ("dds >= none", DROP_RELATION):
+        verdict = _verdict(rows, relation=relation)
+        assert verdict.delta == 0.0 and verdict.interval == (0.0, 0.0) and verdict.outcome == "inconclusive"
+        assert decide(verdict, {}).action == "fail"
+
+
+def test_an_attack_that_does_not_hurt_makes_the_claim_vacuous():
+    verdict = _verdict(_rows(harm=0.0, gain=0.1))
+    assert verdict.outcome == "vacuous"
+    assert verdict.bite_interval[0] <= 0 and "does not measurably hurt" in verdict.summary()
+    assert _verdict(_rows(harm=0.2, gain=0.1)).bite_interval[0] > 0
+
+
+def test_the_drop_and_the_level_are_different_claims():
+    # DDS lifts clean and attacked alike: better level under attack, the same drop (no robustness gained).
+    rows = _rows(gain=0.1, dds_clean=0.1)
+    assert _verdict(rows).outcome == "held"
+    assert _verdict(rows, relation=DROP_RELATION).outcome == "inconclusive"
+    # DDS lowers the clean level but keeps it under attack: the drop is smaller, the level equal.
+    rows = _rows(gain=0.0, dds_clean=-0.15)
+    assert _verdict(rows, relation=DROP_RELATION).outcome == "held"
+
+
+def test_degenerate_maps_are_left_out_not_scored():
+    rows = _rows(gain=0.1)
+    rows["topk_overlap"] = rows["topk_overlap"].astype(float)
+    rows.loc[rows["dds"] == "carlini", "topk_overlap"] = np.nan
+    verdict = evaluate(_claim(metric="topk_overlap", convention="fraction", claim="re-3"), {"rows": rows},
+                       resamples=200)
+    assert math.isnan(verdict.measured) and verdict.outcome == "inconclusive"
+
+
+def _cost(ratio: float) -> dict[str, pd.DataFrame]:
+    rows = [{"method": "rollout", "dds": dds, "flops_per_image": flops, "seconds_ratio_vs_plain": r,
+             "energy_kwh_ratio_vs_plain": r, "cpu_power_mode": "cpu_load", "predicted_flops_ratio": r}
+            for dds, flops, r in (("none", 1e9, 1.0), ("carlini", 1e9 * ratio, ratio))]
+    return {"cost": pd.DataFrame(rows)}
+
+
+def test_the_work_claim_rests_on_counted_flops():
+    claim = _claim(claim="re-4", metric="flops_per_image", relation=WORK_RELATION, radius_255=0.0)
+    held = evaluate(claim, _cost(8.0))
+    assert held.outcome == "held" and "estimate" in held.reason and "not asserted" in held.reason
+    assert evaluate(claim, _cost(1.0)).outcome == "contradicted"
+
+
+def test_an_effect_claim_derives_its_tolerance_from_both_sample_sizes():
+    rows = _rows(gain=0.05)
+    claim = _claim(kind="effect", relation=None, reported=5.0, n_reported=760, radius_255=8.0)
+    verdict = evaluate(claim, {"rows": rows}, resamples=1000)
+    se_ours = (verdict.interval[1] - verdict.interval[0]) / (2 * 1.96)
+    expected = 1.96 * se_ours * math.sqrt(1 + 60 / 760)
+    assert verdict.tolerance == pytest.approx(expected, rel=0.15)
+    far = evaluate(_claim(kind="effect", relation=None, reported=-5.0, n_reported=760), {"rows": rows},
+                   resamples=1000)
+    assert far.outcome == "contradicted"
+
+
+def test_expectations_are_strict():
+    verdict = _verdict(_rows(gain=-0.1))
+    known = {verdict.claim.id: Expected("contradicted", "x", "why")}
+    assert decide(verdict, known).action == "xfail"
+    assert decide(verdict, {verdict.claim.id: Expected("inconclusive", "x", "why")}).action == "fail"
+    held = _verdict(_rows(gain=0.1))
+    assert decide(held, {held.claim.id: Expected("contradicted", "x", "why")}).action == "fail"
+    assert decide(held, {}).action == "pass"
+
+
+def test_controls_must_not_hold():
+    held = evaluate(_claim(metric="mIoU", control="identity", expect="not_held"), {"rows": _rows(gain=0.1)},
+                    resamples=300)
+    assert held.outcome == "held" and decide(held, {}).action == "fail"
+    tie = evaluate(_claim(metric="mIoU", control="identity", expect="not_held"), {"rows": _rows()}, resamples=300)
+    assert decide(tie, {}).action == "pass"
+    report = evaluate(_claim(metric="mIoU", control="noise_only", expect="report"), {"rows": _rows(gain=0.1)},
+                      resamples=300)
+    assert decide(report, {}).action == "pass" and "finding" in decide(report, {}).message
+
+
+def test_malformed_expectations_are_refused(tmp_path):
+    path = tmp_path / "e.yaml"
+    path.write_text("x:\n  outcome: held\n  measured: m\n  reason: r\n")
+    with pytest.raises(ValueError, match="outcome"):
+        load_expectations(path)
+    path.write_text("x:\n  outcome: vacuous\n")
+    with pytest.raises(ValueError, match="keys"):
+        load_expectations(path)
+    assert load_expectations(tmp_path / "missing.yaml") == {}
