@@ -25,8 +25,10 @@ EMBEDDED_DDS = "carlini"
 # Percent-scale metrics (percent, chefer_trapz_x100): full-dataset reruns differ from the papers by
 # library versions and resize details (a few tenths of a point); a recalled number may also be
 # misremembered or rounded; development runs were on other subsets or read off figures.
-PERCENT_TOLERANCE = {"confirmed": 0.5, "recalled": 1.0, "development_run": 2.0}
-FRACTION_TOLERANCE = {"confirmed": 0.005, "recalled": 0.01, "development_run": 0.02}
+# quoted_by_user: the paper's number as a user quoted it in a public issue (no maintainer confirmed it):
+# as uncertain as a recalled one.
+PERCENT_TOLERANCE = {"confirmed": 0.5, "recalled": 1.0, "quoted_by_user": 1.0, "development_run": 2.0}
+FRACTION_TOLERANCE = {"confirmed": 0.005, "recalled": 0.01, "quoted_by_user": 0.01, "development_run": 0.02}
 PERCENT_CONVENTIONS = {"percent", "chefer_trapz_x100"}
 
 STATEMENTS = {

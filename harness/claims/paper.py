@@ -23,8 +23,11 @@ ADM_SOURCE = (
     "(https://openaipublic.blob.core.windows.net/diffusion/jul-2021/256x256_diffusion_uncond.pt) "
     "with `fvit-bench convert-adm`"
 )
+# The dataset each reported number's sample is run on. Re's 4,000-image values: Re's own 8% seed-44
+# subset (`harness.data.re_subset`). Re's 760-image run records no image list: it runs on full ImageNet
+# val, a departure its claims' `sample` field states.
 DATASET_OF = {"imagenet-seg": "imagenet-seg", "imagenet-val": "imagenet-val",
-              "imagenet-val-760": "imagenet-val", "imagenet-val-4000": "imagenet-val"}
+              "imagenet-val-760": "imagenet-val", "imagenet-val-4000": "imagenet-val-re8"}
 
 
 def _missing_file(env: str, what: str, source: str, is_dir: bool = False) -> str | None:
@@ -53,7 +56,7 @@ def missing_inputs(claim: Claim) -> list[str]:
     if dataset == "imagenet-seg":
         missing.append(_missing_file(imagenet_seg.ENV_VAR, "ImageNet-Segmentation", "gtsegs_ijcv.mat "
                                      "(http://calvin-vision.net/bigstuff/proj-imagenet/data/gtsegs_ijcv.mat)"))
-    elif dataset == "imagenet-val":
+    elif dataset in ("imagenet-val", "imagenet-val-re8"):
         missing.append(_missing_file(imagenet_val.ENV_VAR, "ImageNet val", "the ILSVRC2012 validation folder "
                                      "(image-net.org; 50,000 images + devkit)", is_dir=True))
     if claim.dds != "none":
@@ -67,7 +70,7 @@ def paper_config(claims: Iterable[Claim], dataset: str) -> ExperimentConfig:
     methods = sorted({c.method for c in claims if c.method != "none"})
     variants = sorted({c.dds for c in claims if c.dds != "none"})
     radii = sorted({0.0} | {c.radius_255 for c in claims})
-    tasks = ("segmentation",) if dataset == "imagenet-seg" else ("perturbation",)
+    tasks = ("segmentation",) if dataset == "imagenet-seg" else ("perturbation",)  # imagenet-val(-re8)
     explain = tuple(sorted({"target" if c.metric.endswith("_target") else "pred" for c in claims}))
     return ExperimentConfig(
         name=f"paper-{dataset}",
