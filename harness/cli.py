@@ -132,6 +132,14 @@ def cmd_claims(args: argparse.Namespace) -> int:
     if args.action == "build":
         path = write_claims()
         print(f"wrote {path} ({len(load_claims(path))} claims)")
+    elif args.action == "expectations":
+        from harness.claims.expectations import EXPECTATIONS_FILE, draft_expectations, load_expectations
+
+        verdicts = EXPECTATIONS_FILE.parents[1] / "reports" / "claims" / "verdicts.csv"
+        if not verdicts.is_file():
+            raise FileNotFoundError(f"{verdicts} is missing: run `pytest claims/` first")
+        EXPECTATIONS_FILE.write_text(draft_expectations(verdicts, load_expectations()))
+        print(f"wrote {EXPECTATIONS_FILE} from {verdicts}: review every reason before committing it")
     else:
         for claim in load_claims():
             target = f"{claim.reported} +/- {claim.tolerance}" if claim.kind == "value" else claim.relation
@@ -330,7 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     claims = sub.add_parser("claims", help="list the claims registry, or rebuild it from the reported results",
                             description="`list` prints every claim with its target; `build` regenerates "
                             "claims/claims.yaml from claims/reported_results.csv.")
-    claims.add_argument("action", choices=["list", "build"], help="what to do")
+    claims.add_argument("action", choices=["list", "build", "expectations"],
+                        help="list; build claims.yaml; expectations: rewrite claims/expectations.yaml from the last "
+                        "reports/claims/verdicts.csv (every non-control claim not held, with its numbers)")
     claims.set_defaults(func=cmd_claims)
 
     train = sub.add_parser(

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from harness.claims.evaluate import evaluate
-from harness.claims.expectations import Expected, decide, load_expectations
+from harness.claims.expectations import Expected, decide, draft_expectations, load_expectations
 from harness.claims.registry import DROP_RELATION, WORK_RELATION
 from tests.test_claims_registry import _claim
 
@@ -135,3 +135,21 @@ def test_malformed_expectations_are_refused(tmp_path):
     with pytest.raises(ValueError, match="keys"):
         load_expectations(path)
     assert load_expectations(tmp_path / "missing.yaml") == {}
+
+
+def test_expectations_are_drafted_from_a_verdict_table(tmp_path):
+    rows = [
+        {"claim": "a", "control": "", "outcome": "vacuous", "metric": "mIoU (percent)", "dds": "carlini",
+         "measured": 50.0, "measured_without_dds": 49.0, "delta": 1.0, "delta_ci95": "[-1, +3]", "n_images": 120,
+         "attack_degrades_plain_by": -2.0, "attack_degrades_plain_ci95": "[-3, -1]",
+         "plain_predictions_flipped_pct": 100.0},
+        {"claim": "b", "control": "", "outcome": "held"},
+        {"claim": "c", "control": "identity", "outcome": "inconclusive"},
+    ]
+    pd.DataFrame(rows).to_csv(tmp_path / "verdicts.csv", index=False)
+    path = tmp_path / "expectations.yaml"
+    path.write_text(draft_expectations(tmp_path / "verdicts.csv"))
+    listed = load_expectations(path)
+    assert set(listed) == {"a"} and listed["a"].outcome == "vacuous" and "improves" in listed["a"].reason
+    kept = draft_expectations(tmp_path / "verdicts.csv", {"a": Expected("vacuous", "old", "a human reason")})
+    assert "a human reason" in kept

@@ -72,3 +72,41 @@ def decide(verdict: Verdict, expectations: dict[str, Expected]) -> Decision:
         return Decision("xfail", f"{summary} -- known {known.outcome}: {known.reason} (listed as: {known.measured})")
     return Decision("fail", f"{summary} -- expectations.yaml lists it as {known.outcome} ({known.measured}); "
                             f"now {verdict.outcome}: update the list")
+
+
+def _reason(row: dict) -> str:
+    """A reason read off the measured numbers (edit it where more is known)."""
+    metric, n = row["metric"], row.get("n_images")
+    if row["outcome"] == "vacuous":
+        flips = row.get("plain_predictions_flipped_pct")
+        flipped = f"flips {flips:.0f}% of the plain predictions but " if flips == flips and flips is not None else ""
+        ci = str(row["attack_degrades_plain_ci95"])
+        upper = float(ci.strip("[]").split(",")[1]) if "," in ci else float("nan")
+        effect = "improves" if upper < 0 else "does not measurably degrade"
+        return (f"the attack {flipped}{effect} the plain method's {metric} "
+                f"(degradation {row['attack_degrades_plain_by']:+.4g}, CI {ci}): no robustness to restore")
+    if row["outcome"] == "inconclusive":
+        return f"no measurable effect of DDS on {n} images: the delta's CI {row['delta_ci95']} contains 0"
+    return f"DDS moves {metric} the other way than claimed, beyond sampling noise (CI {row['delta_ci95']})"
+
+
+def draft_expectations(verdicts_csv: str | Path, keep: dict[str, Expected] | None = None) -> str:
+    """expectations.yaml text for every non-control claim of a verdict table that was not held.
+
+    Measured strings come from the table; a claim already listed with the same outcome keeps its reason.
+    """
+    import pandas as pd
+
+    table = pd.read_csv(verdicts_csv, keep_default_na=False, na_values=[""])
+    keep = keep or {}
+    todo = table[(table["control"].fillna("") == "") & table["outcome"].isin(["contradicted", "inconclusive",
+                                                                              "vacuous"])]
+    entries = {}
+    for row in todo.to_dict("records"):
+        old = keep.get(row["claim"])
+        measured = (f"{row['measured']:.4g} with {row['dds']} DDS vs {row['measured_without_dds']:.4g} without, "
+                    f"delta {row['delta']:+.4g} CI {row['delta_ci95']}, {row['n_images']:.0f} images")
+        reason = old.reason if old is not None and old.outcome == row["outcome"] else _reason(row)
+        entries[row["claim"]] = {"outcome": row["outcome"], "measured": measured, "reason": reason}
+    header = EXPECTATIONS_FILE.read_text().split("\n\n", 1)[0] if EXPECTATIONS_FILE.is_file() else ""
+    return header.rstrip() + "\n\n" + yaml.safe_dump(entries, sort_keys=True, width=110)
