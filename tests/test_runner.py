@@ -205,8 +205,12 @@ def test_adaptive_attack_targets_each_units_own_map(tmp_path, monkeypatch):
 
 
 def test_adaptive_attack_config_is_validated():
-    with pytest.raises(ValueError, match="differentiable form"):
-        ExperimentConfig(attack="adaptive", methods=("rollout", "lrp"))
+    from harness.explainers.builtin import BUILTIN_METHODS
+
+    # every built-in method: an exact differentiable form or a named surrogate (harness.attacks.differentiable)
+    assert ExperimentConfig(attack="adaptive", methods=BUILTIN_METHODS).methods == BUILTIN_METHODS
+    with pytest.raises(ValueError, match="adaptive_loss"):  # the targeted attack needs a target map per image
+        ExperimentConfig(attack="adaptive", methods=("rollout",), adaptive_loss="targeted")
     with pytest.raises(ValueError, match="attack"):
         ExperimentConfig(attack="fgsm")
     with pytest.raises(ValueError, match="adaptive_loss"):

@@ -138,12 +138,13 @@ class ExperimentConfig:
         if unknown:
             raise ValueError(f"unknown method(s) {unknown} in methods; registered: {', '.join(names())}")
         if self.attack == "adaptive":
-            from harness.attacks.adaptive import DIFFERENTIABLE_METHODS, LOSSES
+            from harness.attacks.adaptive import UNTARGETED_LOSSES as LOSSES
+            from harness.attacks.differentiable import attackable_methods
 
-            bad = sorted(set(self.resolved_methods()) - set(DIFFERENTIABLE_METHODS))
+            bad = sorted(set(self.resolved_methods()) - set(attackable_methods()))
             if bad:
-                raise ValueError(f"the adaptive attack has no differentiable form of {bad}; with attack: adaptive "
-                                 f"list methods among {sorted(DIFFERENTIABLE_METHODS)}")
+                raise ValueError(f"the adaptive attack has no differentiable form or surrogate of {bad}; with "
+                                 f"attack: adaptive list methods among {list(attackable_methods())}")
             if self.adaptive_loss not in LOSSES:
                 raise ValueError(f"unknown adaptive_loss {self.adaptive_loss!r}; choose from {LOSSES}")
         variants = [d.variant for d in self.dds]
