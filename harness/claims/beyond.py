@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 from scipy.stats import beta, bootstrap, spearmanr
 
-from harness.attacks.adaptive import DIFFERENTIABLE_METHODS
+from harness.attacks.differentiable import attack_form
 from harness.certify import (
     BOUND_NAME,
     SmoothingSetup,
@@ -36,12 +36,13 @@ RANDOMISATION_THRESHOLD = 0.5  # Spearman rho at or above which a map "survives"
 
 
 def beyond_claim(cid: str, statement: str, method: str, dds: str, attack: str, metric: str, convention: str,
-                 reported: float, source: str, note: str = "") -> Claim:
+                 reported: float, source: str, note: str = "", control: str = "") -> Claim:
     return Claim(
         id=cid, claim="beyond", source=source, table="beyond", statement=statement, world="embedded",
         model="mini-vit", dataset="embedded", method=method, dds=dds, attack=attack, radius_255=0.0,
         metric=metric, convention=convention, kind="value", reported=reported, relation=None, tolerance=0.0,
-        provenance="harness check beyond the papers", confidence="check", note=note,
+        provenance="harness check beyond the papers", confidence="check", note=note, control=control,
+        expect="not_held" if control else "",
     )
 
 
@@ -68,16 +69,14 @@ class CertifiedCheck:
             lo = 0.0 if b == 0 else beta.ppf(0.025, b, t - b + 1)
             hi = 1.0 if b == t else beta.ppf(0.975, b + 1, t - b)
             ci = (float(lo), float(hi))
-        return Verdict(claim, rate, None, rate, self.status == "held", self.reason, ci)
+        return Verdict(claim, self.status, measured=rate, delta=rate, interval=ci, n_images=len(self.table),
+                       reason=self.reason)
 
 
 def differentiable_scores(method: str):
-    """The differentiable form of `method` the attack uses (`harness.attacks.adaptive`)."""
-    try:
-        return DIFFERENTIABLE_METHODS[method]
-    except KeyError:
-        raise ValueError(f"no differentiable form of {method!r} to attack the certificate with; available: "
-                         f"{sorted(DIFFERENTIABLE_METHODS)}") from None
+    """The differentiable form of `method` the attack uses: exact or a named surrogate
+    (`harness.attacks.differentiable.attack_form`)."""
+    return attack_form(method)[0]
 
 
 def certified_region_check(
