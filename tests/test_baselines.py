@@ -25,3 +25,11 @@ def test_each_baseline_behaves_as_documented():
     s = model.image_size
     assert centre[0, s // 2, s // 2] > centre[0, 0, 0]
     assert torch.count_nonzero(get_explainer("constant_map")(model, images)) == 0
+
+
+def test_a_run_may_name_baseline_maps():
+    from harness.runner.config import ExperimentConfig
+
+    cfg = ExperimentConfig(methods=("rollout", "random_map"))
+    assert cfg.resolved_methods() == ("rollout", "random_map")
+    assert "random_map" not in ExperimentConfig().resolved_methods()

@@ -134,9 +134,9 @@ class ExperimentConfig:
     def _consistent(self) -> ExperimentConfig:
         from harness.explainers.registry import names
 
-        unknown = sorted(set(self.methods) - set(names()))
+        unknown = sorted(set(self.methods) - set(names(baselines=True)))
         if unknown:
-            raise ValueError(f"unknown method(s) {unknown} in methods; registered: {', '.join(names())}")
+            raise ValueError(f"unknown method(s) {unknown} in methods; registered: {', '.join(names(baselines=True))}")
         if self.attack == "adaptive":
             from harness.attacks.adaptive import UNTARGETED_LOSSES as LOSSES
             from harness.attacks.differentiable import attackable_methods
