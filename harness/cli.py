@@ -179,7 +179,7 @@ def cmd_explainers(args: argparse.Namespace) -> int:
     for name in names(baselines=True):
         spec = get_spec(name)
         opts = ", ".join(f"{k}={v!r}" for k, v in spec.defaults.items()) or "-"
-        kind = "baseline map" if spec.baseline else "class-specific" if spec.class_specific else "class-agnostic"
+        kind = "baseline map" if spec.baseline else "class-specific" if spec.is_class_specific() else "class-agnostic"
         print(f"{name:28s} {kind:15s} options: {opts}\n    {spec.description}")
     return 0
 

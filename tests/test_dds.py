@@ -130,7 +130,7 @@ def test_noise_only_needs_no_denoiser(random_mini_vit, images):
 def test_defaults_follow_the_protocol(denoiser):
     fvit, re = get_variant("fvit"), get_variant("re")
     assert (fvit.default_samples, fvit.default_fusion) == (2, "drop_low_max")
-    assert (re.default_samples, re.default_fusion) == (RE_SAMPLES_CLEAN, "mean") == (10, "mean")
+    assert (re.default_samples, re.default_fusion) == (RE_SAMPLES_CLEAN, "raw_mean") == (10, "raw_mean")
     assert RE_SAMPLES_ATTACKED == 2
     assert model_space_std(fvit.default_sigma) == pytest.approx(8 / 255)  # FViT/Re delta = 8/255 normalised
     assert smooth(get_explainer("rollout"), denoiser, "re").sigma == pytest.approx(4 / 255)

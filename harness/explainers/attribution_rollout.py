@@ -50,8 +50,9 @@ def safe_row_normalise(m: torch.Tensor, eps: float = ROW_SUM_EPS) -> torch.Tenso
 
 @register(
     "attribution_rollout",
-    class_specific=False,
-    description="Attribution Rollout (Xu 2023): rollout of max_h 0.5*A*dF_b/dA with early-exit logits F_b.",
+    class_specific=lambda options: not options["top_class"],
+    description="Attribution Rollout (Xu 2023): rollout of max_h 0.5*A*dF_b/dA with early-exit logits F_b; "
+    "class-agnostic with top_class=True (the reference code: it explains the top class), class-specific otherwise.",
     start_layer=0,
     head_fusion="max",
     top_class=True,

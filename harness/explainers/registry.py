@@ -32,25 +32,35 @@ class Explainer(Protocol):
     ) -> torch.Tensor: ...
 
 
+ClassSpecific = bool | Callable[[dict[str, Any]], bool]
+
+
 @dataclass(frozen=True)
 class ExplainerSpec:
     name: str
     fn: RawExplainer
-    class_specific: bool
+    class_specific: ClassSpecific
     description: str
     defaults: dict[str, Any] = field(default_factory=dict)
     baseline: bool = False  # a reference map (random, centre, constant), not an explanation method
+
+    def is_class_specific(self, **options: Any) -> bool:
+        """Whether the map depends on the explained class with these options (default: the method's)."""
+        if callable(self.class_specific):
+            return bool(self.class_specific({**self.defaults, **options}))
+        return bool(self.class_specific)
 
 
 _REGISTRY: dict[str, ExplainerSpec] = {}
 
 
 def register(
-    name: str, *, class_specific: bool, description: str = "", baseline: bool = False, **defaults: Any
+    name: str, *, class_specific: ClassSpecific, description: str = "", baseline: bool = False, **defaults: Any
 ) -> Callable[[RawExplainer], RawExplainer]:
     """Decorator: register `fn` under `name` with its default options.
 
-    class_specific: whether the map depends on the explained class (False for raw attention, rollout);
+    class_specific: whether the map depends on the explained class (False for raw attention, rollout),
+    or a function of the options that says so (attribution rollout: only with top_class=False);
     baseline: a reference map for negative controls and chance levels, left out of `names()` unless
     asked for, so a run of "every method" does not include it.
     """
@@ -130,6 +140,20 @@ def to_maps(
     return torch.where(constant, torch.zeros_like(maps), maps)
 
 
+def raw_maps(scores: torch.Tensor, model: ViTClassifier, method: str = "explainer") -> torch.Tensor:
+    """Patch scores (B, N) or pixel maps (B, H, W) -> (B, S, S) float32 maps at image resolution, NOT
+    normalised (patch scores bilinearly upsampled as in `to_maps`). For fusions of raw maps (Re's)."""
+    scores = scores.detach().float()
+    b, s, g = scores.shape[0], model.image_size, model.grid_size
+    if scores.ndim == 2 and scores.shape[1] == g * g:
+        scores = F.interpolate(scores.view(b, 1, g, g), size=(s, s), mode="bilinear", align_corners=False)[:, 0]
+    elif scores.ndim != 3 or tuple(scores.shape[-2:]) != (s, s):
+        raise ValueError(f"{method}: returned shape {tuple(scores.shape)}, expected (B, {g * g}) or (B, {s}, {s})")
+    if not torch.isfinite(scores).all():
+        raise ValueError(f"{method}: explanation contains NaN or infinite values")
+    return scores
+
+
 def normalise_maps(maps: torch.Tensor) -> torch.Tensor:
     """Min-max normalise each map to [0,1]; a constant map becomes all zeros."""
     flat = maps.flatten(1)
@@ -153,6 +177,19 @@ def explain(
     return to_maps(spec.fn(model, images, target, **{**spec.defaults, **options}), model, name, images.shape[0])
 
 
+def explain_raw(
+    name: str, model: ViTClassifier, images: torch.Tensor, target: torch.Tensor | int | None = None, **options: Any
+) -> torch.Tensor:
+    """Like `explain`, but the maps are the method's raw scores at image resolution (not normalised)."""
+    spec = get_spec(name)
+    unknown = set(options) - set(spec.defaults)
+    if unknown:
+        raise TypeError(f"{name}: unknown option(s) {sorted(unknown)}; options are {sorted(spec.defaults)}")
+    model.check_images(images)
+    target = resolve_target(model, images, target)
+    return raw_maps(spec.fn(model, images, target, **{**spec.defaults, **options}), model, name)
+
+
 @dataclass(frozen=True)
 class RegisteredExplainer:
     """A registered method bound to its options; satisfies the `Explainer` protocol."""
@@ -164,6 +201,17 @@ class RegisteredExplainer:
         self, model: ViTClassifier, images: torch.Tensor, target: torch.Tensor | int | None = None
     ) -> torch.Tensor:
         return explain(self.name, model, images, target, **self.options)
+
+    def raw(
+        self, model: ViTClassifier, images: torch.Tensor, target: torch.Tensor | int | None = None
+    ) -> torch.Tensor:
+        """The unnormalised maps (see `explain_raw`), for fusions of raw maps."""
+        return explain_raw(self.name, model, images, target, **self.options)
+
+    @property
+    def class_specific(self) -> bool:
+        """Whether this explainer's maps depend on the explained class, with its options."""
+        return get_spec(self.name).is_class_specific(**self.options)
 
     @property
     def label(self) -> str:

@@ -40,6 +40,18 @@ from harness.smoothing.timesteps import (
     sampling_schedule,
 )
 
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def parse_dtype(name: str | torch.dtype) -> torch.dtype:
+    """'float32' / 'float16' / 'bfloat16' (or a torch dtype among them) -> the torch dtype."""
+    if isinstance(name, torch.dtype) and name in DTYPES.values():
+        return name
+    try:
+        return DTYPES[str(name)]
+    except KeyError:
+        raise ValueError(f"unknown denoiser dtype {name!r}; choose from {sorted(DTYPES)}") from None
+
 
 class Denoiser(nn.Module):
     """A noise-prediction UNet and its schedule (abar_t kept in float64).
@@ -89,11 +101,27 @@ class Denoiser(nn.Module):
         x = (x + 1.0) / 2.0
         return x.clamp(0.0, 1.0) if clip else x
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype the UNet computes in (its parameters'; float32 unless `set_dtype` changed it)."""
+        param = next(self.unet.parameters(), None)
+        return torch.float32 if param is None else param.dtype
+
+    def set_dtype(self, dtype: str | torch.dtype) -> Denoiser:
+        """Run the UNet in `dtype` (float16 / bfloat16 as FViT and Re run ADM on a GPU); the chain's
+        arithmetic (x0, posterior mean, noise) stays in the caller's float32. Returns self."""
+        self._unet_dtype = parse_dtype(dtype)
+        self.unet.to(self._unet_dtype)
+        return self
+
     def predict(self, x_t: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
-        """The raw UNet output at original timestep t (3 or 6 channels); one UNet call."""
+        """The raw UNet output at original timestep t (3 or 6 channels), in x_t's dtype; one UNet call."""
         if not torch.is_tensor(t):
             t = torch.full((x_t.shape[0],), int(t), device=x_t.device, dtype=torch.long)
-        return self.unet(x_t, t).sample
+        dtype = getattr(self, "_unet_dtype", None)  # inputs are cast only once set_dtype was called
+        if dtype is None or dtype == x_t.dtype:
+            return self.unet(x_t, t).sample
+        return self.unet(x_t.to(dtype), t).sample.to(x_t.dtype)
 
     def predict_eps(self, x_t: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
         """eps_hat(x_t, t) in model space; one UNet call."""
@@ -233,7 +261,10 @@ def load_denoiser(directory: str | Path, name: str | None = None) -> Denoiser:
             "or .bin): a UNet would start from random weights; copy the weights file next to config.json"
         )
     try:
-        unet, info = UNet2DModel.from_pretrained(str(directory), local_files_only=True, output_loading_info=True)
+        # low_cpu_mem_usage=False: diffusers' default path wants `accelerate` and warns without it; loading
+        # the 2.2 GB ADM-256 the plain way holds one extra copy of the weights briefly.
+        unet, info = UNet2DModel.from_pretrained(str(directory), local_files_only=True, output_loading_info=True,
+                                                 low_cpu_mem_usage=False)
     except (OSError, ValueError, RuntimeError) as err:
         raise ValueError(f"{directory} does not hold a loadable diffusers UNet2DModel: {err}") from err
     problems = {k: v for k, v in info.items() if v}

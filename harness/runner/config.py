@@ -38,13 +38,21 @@ class ConfigError(ValueError):
 class DDSSpec:
     """One DDS setting: variant name, noise std in [0,1] pixel units, samples and fusion (None = the
     variant's default, see `harness.smoothing.dds.VARIANTS`; for `re` with samples None the runner
-    uses Re's m = 2 on attacked and 10 on clean inputs)."""
+    uses Re's counts per task, `harness.smoothing.dds.re_samples`: 2 on attacked inputs, 10 on clean ones
+    in segmentation and 2 in the perturbation test; a run with both tasks shares one map, and uses
+    segmentation's).
+
+    attack_per_trial: False (default) = one PGD attack per image, shared by the plain explanation and
+    every DDS sample, so with and without DDS are compared on the same attacked input (paired);
+    True = FViT's notebook: each of the m trials attacks the clean image afresh (PGD's random start
+    seeded per trial; trial 0 is the shared attack) and purifies its own adversarial image."""
 
     variant: Name = "carlini"
     sigma: Annotated[float, Field(strict=True, gt=0, le=1, allow_inf_nan=False)] | None = None
     samples: Count | None = None
     fusion: Name | None = None
     sample_target: Literal["own", "input"] = "own"  # without a given class each sample explains its own prediction
+    attack_per_trial: bool = False  # FViT's notebook: one PGD attack per trial (see above)
 
     @field_validator("variant")
     @classmethod
@@ -90,6 +98,7 @@ class ExperimentConfig:
     attack_steps: Count = 10
     adaptive_loss: Name = "topk"
     eot_samples: Count = 4
+    denoiser_dtype: Literal["float32", "float16", "bfloat16"] = "float32"  # the UNet's (fp16/bf16 on CUDA as FViT/Re)
     topk: Annotated[int, Field(strict=True, ge=1)] | Annotated[float, Field(strict=True, gt=0, le=1)] = 0.1
     limit: Count | None = 100
     batch_size: Count = 25
@@ -172,6 +181,12 @@ class ExperimentConfig:
         for key in ("name", "limit", "device"):
             data.pop(key)
         data["methods"] = list(self.resolved_methods())
+        # Options added later hash only when set, so existing stores keep their hash.
+        if data.get("denoiser_dtype") == "float32":
+            data.pop("denoiser_dtype")
+        for spec in data["dds"]:
+            if not spec.get("attack_per_trial", False):
+                spec.pop("attack_per_trial", None)
         return data
 
     def config_hash(self) -> str:

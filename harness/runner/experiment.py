@@ -37,7 +37,7 @@ from harness.runner.devices import dds_batch_for, resolve_device
 from harness.runner.identity import run_identity
 from harness.runner.plan import chunk_ranges, key_order, shard_chunks, unit_key, unit_seed
 from harness.runner.store import RowStore, StoreError, check_identity, lock, read_meta, replace_atomically
-from harness.smoothing.dds import RE_SAMPLES_ATTACKED, RE_SAMPLES_CLEAN, SmoothedExplainer, smooth
+from harness.smoothing.dds import SmoothedExplainer, re_samples, smooth
 
 NO_DDS = "none"
 STORE_NAME = "rows.sqlite"
@@ -55,9 +55,9 @@ def load_denoiser_for(cfg: ExperimentConfig) -> Denoiser | None:
     if not cfg.dds:
         return None
     if cfg.denoiser:
-        return load_denoiser(cfg.denoiser)
+        return load_denoiser(cfg.denoiser).set_dtype(cfg.denoiser_dtype)
     if cfg.model == "mini-vit":
-        return load_denoiser(MINI_DENOISER_DIR)
+        return load_denoiser(MINI_DENOISER_DIR).set_dtype(cfg.denoiser_dtype)
     raise FileNotFoundError(
         f"model {cfg.model} needs a paper-scale denoiser for DDS: convert guided-diffusion's "
         "256x256_diffusion_uncond.pt with `fvit-bench convert-adm` and set `denoiser:` to the output folder"
@@ -77,14 +77,24 @@ def _explainers(cfg: ExperimentConfig, denoiser: Denoiser | None, dds_batch: int
     return out
 
 
-def _for_unit(explainer, seed: int, attacked: bool):
-    """The unit's explainer: DDS noise seeded by the unit; Re's m = 2 on attacked inputs, 10 on clean ones."""
+def _for_unit(explainer, seed: int, attacked: bool, task: str = "segmentation"):
+    """The unit's explainer: DDS noise seeded by the unit; Re's m per task (`re_samples`) for `re`."""
     if not isinstance(explainer, SmoothedExplainer):
         return explainer
     changes: dict = {"seed": seed}
     if explainer.variant == "re" and explainer.samples is None:
-        changes["samples"] = RE_SAMPLES_ATTACKED if attacked else RE_SAMPLES_CLEAN
+        changes["samples"] = re_samples(task, attacked)
     return dataclasses.replace(explainer, **changes)
+
+
+def trial_seed(seed: int, trial: int) -> int:
+    """PGD's random-start seed of trial `trial` >= 1 of a unit seeded `seed` (attack_per_trial)."""
+    return (seed + 1_000_003 * trial) & (2**63 - 1)
+
+
+def _samples_task(cfg: ExperimentConfig) -> str:
+    """The task whose DDS sample counts a unit uses (maps are shared by the tasks of a run)."""
+    return "segmentation" if "segmentation" in cfg.tasks else "perturbation"
 
 
 class PurifiedCache:
@@ -100,26 +110,30 @@ class PurifiedCache:
 
     def explain(
         self, explainer, model: ViTClassifier, images: torch.Tensor, target: torch.Tensor, tag: str,
-        predicted: bool = False,
+        predicted: bool = False, trials: torch.Tensor | None = None,
     ):
         """Maps of `images` for `target`; predicted=True says `target` is the model's prediction on `images`,
-        so a smoothed explainer may explain each sample's own prediction instead (its `sample_target`)."""
+        so a smoothed explainer may explain each sample's own prediction instead (its `sample_target`).
+        trials: for a smoothed explainer, the m inputs of each image to purify (B*m, image-major: one
+        attack per trial) instead of m copies of `images`."""
         if not isinstance(explainer, SmoothedExplainer):
             return explainer(model, images, target)
-        key = (tag, explainer.variant, explainer.sigma, explainer.n_samples, explainer.seed, id(explainer.denoiser))
+        key = (tag, explainer.variant, explainer.sigma, explainer.n_samples, explainer.seed, id(explainer.denoiser),
+               trials is not None)
         if key not in self._store:
-            purified = explainer.purify(images)
+            purified = explainer.purify(images) if trials is None else explainer.purify_copies(trials)
             self._store[key] = (purified, explainer.predicted_classes(model, purified))
         purified, own_classes = self._store[key]
         own = predicted and explainer.sample_target == "own"
         return explainer.explain_purified(model, purified, own_classes if own else target)
 
-    def smoothed_pred(self, explainer, tag: str) -> torch.Tensor | None:
+    def smoothed_pred(self, explainer, tag: str, trials: bool = False) -> torch.Tensor | None:
         """The smoothed prediction of the images last explained under `tag` by `explainer` (None without
         DDS): the majority vote of the classes predicted on the m purified samples (ties: lowest class)."""
         if not isinstance(explainer, SmoothedExplainer):
             return None
-        key = (tag, explainer.variant, explainer.sigma, explainer.n_samples, explainer.seed, id(explainer.denoiser))
+        key = (tag, explainer.variant, explainer.sigma, explainer.n_samples, explainer.seed, id(explainer.denoiser),
+               trials)
         classes = self._store[key][1].view(-1, explainer.n_samples)
         votes = torch.zeros(classes.shape[0], int(classes.max()) + 1, dtype=torch.long, device=classes.device)
         votes.scatter_add_(1, classes, torch.ones_like(classes))
@@ -140,18 +154,19 @@ def _unit_rows(
     base: dict,
     cache: PurifiedCache,
     tag: str,
+    trials: torch.Tensor | None = None,
 ) -> tuple[list[dict], torch.Tensor]:
     """Rows of one unit, and the maps of the predicted class (the clean maps when radius is 0)."""
     rows = [
         {**base, "item_id": it.item_id, "label": int(it.label), "clean_pred": int(clean_pred[k]), "pred": int(pred[k])}
         for k, it in enumerate(items)
     ]
-    maps = {"pred": cache.explain(explainer, model, adv, pred, tag, predicted=True)}
-    smoothed = cache.smoothed_pred(explainer, tag)
+    maps = {"pred": cache.explain(explainer, model, adv, pred, tag, predicted=True, trials=trials)}
+    smoothed = cache.smoothed_pred(explainer, tag, trials is not None)
     for k, row in enumerate(rows):
         row["smoothed_pred"] = None if smoothed is None else int(smoothed[k])
     if "perturbation" in cfg.tasks and "target" in cfg.explain_classes:
-        maps["target"] = cache.explain(explainer, model, adv, labels, tag)
+        maps["target"] = cache.explain(explainer, model, adv, labels, tag, trials=trials)
     if "segmentation" in cfg.tasks:
         masks = torch.stack([it.mask for it in items])
         seg_maps = maps["pred"].cpu()
@@ -212,10 +227,24 @@ def _run_chunk(
     clean_maps: dict[tuple[str, str], torch.Tensor] = {}
     cache = PurifiedCache()
     clean_seed = unit_seed(cfg.seed, chunk, 0.0)
+    per_trial = {d.variant for d in cfg.dds if d.attack_per_trial}
+    trial_attacks: dict[tuple[float, int], torch.Tensor] = {}
+
+    def trials_of(explainer, radius_255: float, radius: float, adv: torch.Tensor, seed: int) -> torch.Tensor | None:
+        """FViT's notebook (attack_per_trial): one PGD attack per trial, (B*m) image-major; trial 0 = `adv`."""
+        if not isinstance(explainer, SmoothedExplainer) or explainer.variant not in per_trial or radius_255 == 0:
+            return None
+        m = explainer.n_samples
+        if (radius_255, m) not in trial_attacks:
+            attacks = [adv] + [pgd_linf(model, clean, radius, steps=cfg.attack_steps, seed=trial_seed(seed, k))
+                               for k in range(1, m)]
+            trial_attacks[(radius_255, m)] = torch.stack(attacks, dim=1).flatten(0, 1)
+        return trial_attacks[(radius_255, m)]
 
     def clean_map(method: str, variant: str) -> torch.Tensor:
         if (method, variant) not in clean_maps:
-            explainer = _for_unit(explainers[(method, variant)], clean_seed, attacked=False)
+            explainer = _for_unit(explainers[(method, variant)], clean_seed, attacked=False,
+                                  task=_samples_task(cfg))
             clean_maps[(method, variant)] = cache.explain(explainer, model, clean, clean_pred, "r0.0", predicted=True)
         return clean_maps[(method, variant)]
 
@@ -230,7 +259,8 @@ def _run_chunk(
             with torch.no_grad():
                 pred = model(adv).argmax(1)
         for method, variant in pending:
-            explainer = _for_unit(explainers[(method, variant)], seed, attacked=radius_255 > 0)
+            explainer = _for_unit(explainers[(method, variant)], seed, attacked=radius_255 > 0,
+                                  task=_samples_task(cfg))
             ref = clean_map(method, variant) if radius_255 > 0 else None
             base = {"method": method, "dds": variant, "radius_255": float(radius_255)}
             tag = f"r{float(radius_255)}"
@@ -239,8 +269,9 @@ def _run_chunk(
                 with torch.no_grad():
                     pred = model(adv).argmax(1)
                 tag += f"-{method}-{variant}"
+            trials = trials_of(explainer, radius_255, radius, adv, seed) if shared else None
             rows, maps = _unit_rows(
-                cfg, model, explainer, items, clean, adv, labels, clean_pred, pred, ref, base, cache, tag
+                cfg, model, explainer, items, clean, adv, labels, clean_pred, pred, ref, base, cache, tag, trials
             )
             if radius_255 == 0:
                 clean_maps[(method, variant)] = maps

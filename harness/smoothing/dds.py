@@ -26,7 +26,7 @@ from torch import Generator, Tensor
 from harness.explainers.registry import Explainer, normalise_maps, resolve_target
 from harness.models.classifier import ViTClassifier
 from harness.models.denoiser import Denoiser
-from harness.smoothing.fusion import get_fusion
+from harness.smoothing.fusion import get_fusion, uses_raw_maps
 
 Purifier = Callable[[Denoiser | None, torch.Tensor, float, torch.Generator], torch.Tensor]
 UnetCalls = Callable[[Denoiser | None, float], int]
@@ -35,10 +35,21 @@ UnetCalls = Callable[[Denoiser | None, float], int]
 FVIT_DEFAULT_SIGMA = 4 / 255
 # Which class a sample explains when no target is given (see `SmoothedExplainer`).
 SAMPLE_TARGETS = ("own", "input")
-# Re's sample counts: the explainer cannot know whether its input was attacked, so the caller picks.
-# (One stored version of Re's DDS.py has m = 5 and explains ONE denoised image m times; the protocol's
-# m = 2 / 10, each sample purified afresh, is what runs here.)
+# Re's sample counts: the explainer cannot know whether its input was attacked, so the caller picks
+# (`re_samples`). Re's segmentation script uses m = 10 on clean and 2 on attacked inputs; its
+# perturbation script uses 2 on both. (One stored version of Re's DDS.py has m = 5 and explains ONE
+# denoised image m times; the protocol's counts, each sample purified afresh, are what runs here.)
 RE_SAMPLES_CLEAN, RE_SAMPLES_ATTACKED = 10, 2
+RE_SAMPLES = {("segmentation", False): RE_SAMPLES_CLEAN, ("segmentation", True): RE_SAMPLES_ATTACKED,
+              ("perturbation", False): RE_SAMPLES_ATTACKED, ("perturbation", True): RE_SAMPLES_ATTACKED}
+
+
+def re_samples(task: str, attacked: bool) -> int:
+    """Re's m for `task` ("segmentation" or "perturbation") on an attacked or clean input."""
+    try:
+        return RE_SAMPLES[(task, bool(attacked))]
+    except KeyError:
+        raise ValueError(f"unknown task {task!r} for Re's sample count; choose segmentation or perturbation") from None
 
 
 @dataclass(frozen=True)
@@ -137,12 +148,13 @@ def purify_fvit(denoiser: Denoiser | None, images: Tensor, sigma: float, gen: Ge
     "re",
     needs_denoiser=True,
     default_samples=RE_SAMPLES_CLEAN,
-    default_fusion="mean",
+    default_fusion="raw_mean",
     default_sigma=FVIT_DEFAULT_SIGMA,
     unet_calls=_fvit_calls,
-    description="Re: add N(0, sigma^2), then FViT's denoise (which adds noise again), clamp; mean fusion. "
-    f"Re uses m = {RE_SAMPLES_CLEAN} on clean and m = {RE_SAMPLES_ATTACKED} on attacked inputs: "
-    "pass samples.",
+    description="Re: add N(0, sigma^2), then FViT's denoise (which adds noise again), clamp; fusion: mean of "
+    f"the m raw maps, then one min-max normalisation. Re uses m = {RE_SAMPLES_CLEAN} on clean and "
+    f"{RE_SAMPLES_ATTACKED} on attacked inputs in segmentation, {RE_SAMPLES_ATTACKED} on both in the "
+    "perturbation test: pass samples (`re_samples`).",
 )
 def purify_re(denoiser: Denoiser | None, images: Tensor, sigma: float, gen: Generator) -> Tensor:
     return _require(denoiser, "re").fvit_denoise(images + sigma * gaussian_like(images, gen), sigma, gen)
@@ -167,11 +179,11 @@ def purify_noise_only(denoiser: Denoiser | None, images: Tensor, sigma: float, g
     default_fusion="drop_low_max",
     default_sigma=FVIT_DEFAULT_SIGMA,
     unet_calls=_fvit_calls,
-    description="Ablation of fvit without added noise: FViT's multi-step denoise of the input itself "
-    "(steps from sigma; the sampler's own per-step noise stays), clamp.",
+    description="FViT's 'only denoise' ablation: FViT's denoise unchanged (it adds its N(0, delta^2) noise "
+    "and runs the rule's ancestral steps), clamp; only the noise fvit adds AFTER denoising is dropped.",
 )
 def purify_denoise_only(denoiser: Denoiser | None, images: Tensor, sigma: float, gen: Generator) -> Tensor:
-    return _require(denoiser, "denoise_only").fvit_denoise(images, sigma, gen, add_noise=False)
+    return _require(denoiser, "denoise_only").fvit_denoise(images, sigma, gen)
 
 
 @register_variant(
@@ -203,8 +215,9 @@ class SmoothedExplainer:
 
     sigma: pixel-space noise std (None = the variant's default: 0.12 for carlini, 4/255 for the
     fvit family, i.e. FViT/Re's delta = 8/255 in [-1,1] space); samples: m per image (None = the
-    variant's default; for `re` pass RE_SAMPLES_ATTACKED on attacked inputs); fusion: name in
-    `harness.smoothing.fusion.FUSIONS` (None = the variant's default); seed: seeds the noise, so a
+    variant's default; for `re` pass `re_samples(task, attacked)`); fusion: name in
+    `harness.smoothing.fusion.FUSIONS` (None = the variant's default; `raw_mean` fuses the explainer's
+    raw maps, so the explainer needs a `raw` method, as registered explainers have); seed: seeds the noise, so a
     call is deterministic for a given batch; max_batch: images per explainer/denoiser batch.
 
     target=None: with sample_target="own" (the default) each purified sample explains the class the
@@ -234,6 +247,7 @@ class SmoothedExplainer:
         if self.n_samples < 1:
             raise ValueError(f"samples must be >= 1, got {self.n_samples}")
         get_fusion(self.fusion_name)
+        self._sample_explainer()  # a fusion of raw maps needs an explainer that gives them
         if self.sample_target not in SAMPLE_TARGETS:
             raise ValueError(f"sample_target must be one of {SAMPLE_TARGETS}, got {self.sample_target!r}")
         self.unet_calls_per_sample  # validates sigma for the variant  # noqa: B018
@@ -262,12 +276,19 @@ class SmoothedExplainer:
         Depends only on the images and the DDS settings, not on the explainer, so a caller that
         explains the same images with several methods can purify once (see `explain_purified`).
         """
-        reps = images.repeat_interleave(self.n_samples, dim=0)
-        gen = torch.Generator(device=images.device).manual_seed(self.seed)
+        return self.purify_copies(images.repeat_interleave(self.n_samples, dim=0))
+
+    def purify_copies(self, copies: torch.Tensor) -> torch.Tensor:
+        """Purify each of `copies` (B*m, 3, H, W) once, in order; seeded by `seed`. `purify` passes m
+        replicas of each image; a caller may pass m different inputs per image (e.g. one attack per trial,
+        as FViT's notebook), image-major."""
+        if copies.shape[0] % self.n_samples:
+            raise ValueError(f"{copies.shape[0]} copies is not a multiple of samples={self.n_samples}")
+        gen = torch.Generator(device=copies.device).manual_seed(self.seed)
         with torch.no_grad():
             return torch.cat(
-                [self.spec.purify(self.denoiser, reps[i : i + self.max_batch], self.sigma, gen)
-                 for i in range(0, reps.shape[0], self.max_batch)]
+                [self.spec.purify(self.denoiser, copies[i : i + self.max_batch], self.sigma, gen)
+                 for i in range(0, copies.shape[0], self.max_batch)]
             )
 
     def explain_purified(
@@ -286,12 +307,26 @@ class SmoothedExplainer:
             rep_target = target
         else:
             rep_target = target.repeat_interleave(m, dim=0)
+        explain = self._sample_explainer()
         maps = [
-            self.explainer(model, purified[i : i + self.max_batch], rep_target[i : i + self.max_batch])
+            explain(model, purified[i : i + self.max_batch], rep_target[i : i + self.max_batch])
             for i in range(0, purified.shape[0], self.max_batch)
         ]
         stacked = torch.cat(maps).view(purified.shape[0] // m, m, *maps[0].shape[1:])
         return normalise_maps(get_fusion(self.fusion_name)(stacked))
+
+    def _sample_explainer(self) -> Explainer:
+        """What explains each sample: the explainer's raw maps for a fusion of raw maps, else its maps."""
+        if not uses_raw_maps(self.fusion_name):
+            return self.explainer
+        raw = getattr(self.explainer, "raw", None)
+        if raw is None:
+            raise ValueError(
+                f"fusion {self.fusion_name!r} averages raw (unnormalised) maps, but {self.label} has no `raw` "
+                "method (registered explainers do: use get_explainer); pass fusion='mean' to average its "
+                "normalised maps instead"
+            )
+        return raw
 
     def predicted_classes(self, model: ViTClassifier, purified: torch.Tensor) -> torch.Tensor:
         """The class the model predicts on each purified sample, (B*m,)."""
