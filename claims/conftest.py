@@ -48,6 +48,7 @@ def _session_identity() -> dict[str, str]:
 
 
 _SESSION = _session_identity()
+SMOKE_NOTES: list[str] = []  # set by paper_tables when a smoke run's overrides are in the environment
 
 
 @contextlib.contextmanager
@@ -164,7 +165,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         ),
         context=[
             f"Claims (controls excluded): {header}.", *control_lines, *_provenance(),
-            f"pytest exit status: {int(exitstatus)}",
+            f"pytest exit status: {int(exitstatus)}", *SMOKE_NOTES,
         ],
     )
 
@@ -214,23 +215,59 @@ def embedded_adaptive_tables(tmp_path_factory):
                             adaptive_loss="topk", eot_samples=4, limit=ADAPTIVE_IMAGES)
 
 
+def _selected_paper_groups(session: pytest.Session) -> set[tuple[str, str, str]]:
+    """The paper experiments the selected, runnable claims of this session are measured in."""
+    from harness.claims.build import COST_DATASET
+    from harness.claims.paper import group_of, missing_inputs
+
+    groups = set()
+    for item in session.items:
+        claim = getattr(item, "callspec", None) and item.callspec.params.get("claim")
+        if isinstance(claim, Claim) and claim.world == "paper" and claim.dataset != COST_DATASET:
+            if not missing_inputs(claim):
+                groups.add(group_of(claim))
+    return groups
+
+
 @pytest.fixture(scope="session")
-def paper_tables():
-    """Paper-scale tables per dataset, computed (and resumed) under $FVIT_CLAIMS_OUT on first use."""
-    from harness.claims.paper import paper_config
+def paper_tables(request):
+    """Paper-scale tables per dataset, computed (and resumed) under $FVIT_CLAIMS_OUT on first use.
+
+    Each (model, dataset, DDS variant) group of claims is its own experiment (`harness.claims.paper.
+    group_of`): only the groups of this session's selected, runnable claims run, so plain claims need no
+    denoiser. $FVIT_CLAIMS_LIMIT / $FVIT_CLAIMS_DDS_SIGMA make a smoke run, stated in the verdict table.
+    """
+    import warnings
+
+    import torch
+
+    from harness.claims.paper import paper_config, smoke_note, smoke_settings
     from harness.claims.registry import load_claims
     from harness.runner.aggregate import all_tables
     from harness.runner.experiment import load_rows, run_experiment
 
+    claims = [c for c in load_claims() if c.world == "paper"]
+    groups = _selected_paper_groups(request.session)
+    smoke = smoke_settings()
+    if smoke_note(smoke):
+        SMOKE_NOTES.append(smoke_note(smoke))
     cache: dict[str, dict[str, pd.DataFrame]] = {}
     root = Path(os.environ.get("FVIT_CLAIMS_OUT", VERDICT_DIR / "paper-runs"))
 
     def get(dataset: str) -> dict[str, pd.DataFrame]:
         if dataset not in cache:
-            cfg = paper_config([c for c in load_claims() if c.world == "paper"], dataset)
-            out = root / dataset
-            run_experiment(cfg, out)
-            rows = load_rows(out, cfg)
+            if not torch.cuda.is_available():
+                warnings.warn("paper-scale claims are running on the CPU (no CUDA device): expect hours at full "
+                              "size; set FVIT_CLAIMS_LIMIT for a smoke run", stacklevel=2)
+            frames = []
+            for group in sorted(g for g in groups if g[1] == dataset):
+                cfg = paper_config(claims, group, **smoke)
+                out = root / cfg.name
+                run_experiment(cfg, out)
+                frames.append(load_rows(out, cfg))
+            # The plain rows of a (method, radius) can come from several groups: identical (same seeds), keep one.
+            rows = pd.concat(frames, ignore_index=True).drop_duplicates(
+                subset=["item_id", "method", "dds", "radius_255"], ignore_index=True)
             cache[dataset] = {**all_tables(rows), "rows": rows}
         return cache[dataset]
 

@@ -59,29 +59,80 @@ def missing_inputs(claim: Claim) -> list[str]:
     elif dataset in ("imagenet-val", "imagenet-val-re8"):
         missing.append(_missing_file(imagenet_val.ENV_VAR, "ImageNet val", "the ILSVRC2012 validation folder "
                                      "(image-net.org; 50,000 images + devkit)", is_dir=True))
-    if claim.dds != "none":
+    if claim.dds != "none":  # plain claims run in an experiment without DDS: no denoiser needed
         missing.append(_missing_file(ADM_ENV, "ADM-256 denoiser", ADM_SOURCE, is_dir=True))
     return [m for m in missing if m]
 
 
-def paper_config(claims: Iterable[Claim], dataset: str) -> ExperimentConfig:
-    """One experiment covering every paper claim on `dataset` (methods, variants, radii they need)."""
-    claims = [c for c in claims if DATASET_OF.get(c.dataset, c.dataset) == dataset]
+LIMIT_ENV = "FVIT_CLAIMS_LIMIT"  # smoke run: only the first N images of each paper experiment
+SIGMA_ENV = "FVIT_CLAIMS_DDS_SIGMA"  # smoke run: every DDS variant's noise std, [0,1] pixel units
+
+
+def smoke_settings() -> dict:
+    """The smoke-run overrides set in the environment ({} for a paper run): limit and/or dds_sigma."""
+    out: dict = {}
+    for env, key, cast in ((LIMIT_ENV, "limit", int), (SIGMA_ENV, "dds_sigma", float)):
+        value = os.environ.get(env, "").strip()
+        if value:
+            try:
+                out[key] = cast(value)
+            except ValueError:
+                raise ValueError(f"{env}={value!r} is not a {cast.__name__}") from None
+    if out.get("limit") is not None and out["limit"] < 1:
+        raise ValueError(f"{LIMIT_ENV} must be >= 1, got {out['limit']}")
+    return out
+
+
+def smoke_note(settings: dict) -> str:
+    """One line stating a smoke run's overrides ('' for a paper run)."""
+    if not settings:
+        return ""
+    parts = []
+    if "limit" in settings:
+        parts.append(f"only the first {settings['limit']} image(s) of each dataset (${LIMIT_ENV})")
+    if "dds_sigma" in settings:
+        sigma = settings["dds_sigma"]
+        parts.append(f"DDS sigma {sigma:.4f} in [0,1] pixel units ({sigma * 255:.2f}/255) for every variant "
+                     f"(${SIGMA_ENV})")
+    return "SMOKE RUN, not the papers' protocol: paper claims measured on " + "; ".join(parts) + "."
+
+
+def group_of(claim: Claim) -> tuple[str, str, str]:
+    """The experiment a paper claim is measured in: (model, dataset, DDS variant or 'none').
+
+    One experiment per DDS variant (each also holds the plain rows it is compared with), and one plain
+    experiment per dataset, so a claim without DDS needs no denoiser."""
+    return claim.model, DATASET_OF.get(claim.dataset, claim.dataset), claim.dds
+
+
+def paper_groups(claims: Iterable[Claim]) -> list[tuple[str, str, str]]:
+    return sorted({group_of(c) for c in claims if c.dataset != COST_DATASET})
+
+
+def paper_config(
+    claims: Iterable[Claim], group: tuple[str, str, str], limit: int | None = None, dds_sigma: float | None = None
+) -> ExperimentConfig:
+    """The experiment of `group` (see `group_of`): the methods, radii and explained classes its claims need,
+    radius 0 always (the clean maps of the top-k overlap); each DDS variant at its paper defaults unless
+    `dds_sigma` (a smoke run) overrides sigma. `limit`: the first images only (None = all)."""
+    model, dataset, dds = group
+    claims = [c for c in claims if c.dataset != COST_DATASET and group_of(c) == group]
+    if not claims:
+        raise ValueError(f"no paper claim is measured in experiment {group}")
     methods = sorted({c.method for c in claims if c.method != "none"})
-    variants = sorted({c.dds for c in claims if c.dds != "none"})
     radii = sorted({0.0} | {c.radius_255 for c in claims})
     tasks = ("segmentation",) if dataset == "imagenet-seg" else ("perturbation",)  # imagenet-val(-re8)
     explain = tuple(sorted({"target" if c.metric.endswith("_target") else "pred" for c in claims}))
     return ExperimentConfig(
-        name=f"paper-{dataset}",
-        model="vit_base_patch16_224",
+        name=f"paper-{model}-{dataset}-{dds}",
+        model=model,
         dataset=dataset,
-        denoiser=os.environ.get(ADM_ENV) or None,
+        denoiser=(os.environ.get(ADM_ENV) or None) if dds != "none" else None,
         methods=tuple(methods),
-        dds=tuple(DDSSpec(v, sigma=None) for v in variants),  # each variant's paper default
+        dds=() if dds == "none" else (DDSSpec(dds, sigma=dds_sigma),),  # sigma None: the variant's paper default
         radii_255=tuple(radii),
         tasks=tasks,
         explain_classes=explain or ("pred",),
-        limit=None,
+        limit=limit,
         batch_size=8,
     )

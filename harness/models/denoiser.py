@@ -111,7 +111,12 @@ class Denoiser(nn.Module):
         """Run the UNet in `dtype` (float16 / bfloat16 as FViT and Re run ADM on a GPU); the chain's
         arithmetic (x0, posterior mean, noise) stays in the caller's float32. Returns self."""
         self._unet_dtype = parse_dtype(dtype)
-        self.unet.to(self._unet_dtype)
+        if self._unet_dtype != self.dtype:
+            for param in self.unet.parameters():  # not unet.to(dtype): diffusers warns on that path
+                param.data = param.data.to(self._unet_dtype)
+            for buf in self.unet.buffers():
+                if buf.is_floating_point():
+                    buf.data = buf.data.to(self._unet_dtype)
         return self
 
     def predict(self, x_t: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:

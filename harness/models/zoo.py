@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from pathlib import Path
 
 import timm
+import torch
 
 from harness.models.classifier import ViTClassifier
 from harness.models.mini import MINI_VIT_DIR, load_mini_vit
@@ -66,6 +69,34 @@ def load_timm_vit(timm_name: str, weights: str | Path | None) -> ViTClassifier:
     return timm_classifier(vit, f"timm:{timm_name}")
 
 
+PAPER_DEPTH = 12  # ViT-B/16 and DeiT-B: 12 blocks
+_BLOCK_KEY = re.compile(r"^(?:module\.)?blocks\.(\d+)\.")
+
+
+def checkpoint_depth(path: str | Path) -> int | None:
+    """Number of transformer blocks stored in a timm ViT checkpoint (.safetensors, or a torch state
+    dict, possibly under 'model' / 'state_dict' as DeiT's); None if it names no `blocks.N.` keys."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            keys = list(f.keys())
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # a legacy (non-zip) file cannot be memory-mapped
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(state, dict):
+            for key in ("model", "state_dict"):
+                if isinstance(state.get(key), dict):
+                    state = state[key]
+                    break
+        keys = list(state) if isinstance(state, dict) else []
+    blocks = {int(m.group(1)) for k in keys if (m := _BLOCK_KEY.match(str(k)))}
+    return max(blocks) + 1 if blocks else None
+
+
 def load_classifier(name: str, weights: str | Path | None = None) -> ViTClassifier:
     """Load a classifier behind the [0,1] interface; paper models load only from local files."""
     if name == "mini-vit":
@@ -82,9 +113,18 @@ def load_classifier(name: str, weights: str | Path | None = None) -> ViTClassifi
         raise KeyError(f"unknown model {name!r}; choose from {', '.join(MODEL_NAMES)}")
     path = paper_weights_path(name, weights)
     timm_name = PAPER_MODELS[name][0]
+    arch: dict = {}
+    try:
+        depth = checkpoint_depth(path)
+    except Exception as err:  # pickle/zip/safetensors errors come in many types
+        raise ValueError(f"{path} could not be read as a {timm_name} checkpoint: {err}") from err
+    if depth is not None and depth != PAPER_DEPTH:  # e.g. the reduced-depth stand-ins of the tests
+        warnings.warn(f"{path} holds a {depth}-block ViT, not the published {PAPER_DEPTH} blocks: building "
+                      f"{timm_name} with depth={depth}", stacklevel=2)
+        arch["depth"] = depth
     try:
         vit = timm.create_model(
-            timm_name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path), custom_load=False)
+            timm_name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path), custom_load=False), **arch
         )
     except Exception as err:  # timm raises a variety of errors for a wrong or corrupt file
         raise ValueError(f"{path} could not be loaded as {timm_name}: {err}") from err

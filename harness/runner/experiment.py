@@ -51,16 +51,23 @@ def shard_store_name(shard: int, num_shards: int) -> str:
     return STORE_NAME if num_shards == 1 else f"rows.shard{shard:03d}of{num_shards:03d}.sqlite"
 
 
+ADM_DIR_ENV = "FVIT_ADM_DIR"  # the converted ADM-256 folder paper models use when `denoiser` is unset
+
+
 def load_denoiser_for(cfg: ExperimentConfig) -> Denoiser | None:
+    """The run's denoiser: `denoiser` if set; else the embedded one for mini-vit, $FVIT_ADM_DIR for paper models."""
     if not cfg.dds:
         return None
     if cfg.denoiser:
         return load_denoiser(cfg.denoiser).set_dtype(cfg.denoiser_dtype)
     if cfg.model == "mini-vit":
         return load_denoiser(MINI_DENOISER_DIR).set_dtype(cfg.denoiser_dtype)
+    if os.environ.get(ADM_DIR_ENV, "").strip():
+        return load_denoiser(os.environ[ADM_DIR_ENV].strip()).set_dtype(cfg.denoiser_dtype)
     raise FileNotFoundError(
         f"model {cfg.model} needs a paper-scale denoiser for DDS: convert guided-diffusion's "
-        "256x256_diffusion_uncond.pt with `fvit-bench convert-adm` and set `denoiser:` to the output folder"
+        "256x256_diffusion_uncond.pt with `fvit-bench convert-adm` and set `denoiser:` (or --denoiser, or "
+        f"${ADM_DIR_ENV}) to the output folder"
     )
 
 

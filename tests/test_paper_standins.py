@@ -1,0 +1,179 @@
+"""The paper-scale path on format-exact stand-ins (tests/standins.py): every loader, the converter, each
+shipped paper config and the `claims -m gpu` path run as a user with the real files runs them.
+
+Smoke settings keep it to CPU seconds: 1 image, DDS sigma 1.3/255 pixel units (FViT's rule: 1 sampling
+step instead of 45), 1 DDS sample per image in `run`, radii 0 and 8/255.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from standins import ADM_STANDIN, SEG_IMAGES, VAL_IMAGES, write_all
+
+from harness.cli import main
+from harness.runner.config import load_config
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((REPO / "harness" / "configs").glob("paper_*.yaml"))
+SMOKE_SIGMA = 1.3 / 255  # [0,1] pixel units: 1 ancestral step by FViT's rule
+WEIGHTS = {"vit_base_patch16_224": ("FVIT_VIT_B16_WEIGHTS", "vit_safetensors"),
+           "deit_base_patch16_224": ("FVIT_DEIT_B_WEIGHTS", "deit_pth")}
+
+
+@pytest.fixture(scope="module")
+def standins(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("paper-standins")
+    paths = write_all(root)
+    paths["adm_dir"] = root / "adm256_uncond"
+    assert main(["convert-adm", str(paths["adm"]), "--out", str(paths["adm_dir"]), "--width", "32"]) == 0
+    return paths
+
+
+@pytest.fixture
+def paper_env(standins, monkeypatch) -> dict[str, str]:
+    env = {"FVIT_VIT_B16_WEIGHTS": str(standins["vit_pth"]), "FVIT_DEIT_B_WEIGHTS": str(standins["deit_pth"]),
+           "FVIT_IMAGENET_SEG": str(standins["seg"]), "FVIT_IMAGENET_VAL": str(standins["val"]),
+           "FVIT_ADM_DIR": str(standins["adm_dir"])}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+def test_standins_have_the_real_layouts(standins):
+    with h5py.File(standins["seg"], "r") as f:
+        assert f["value/img"].dtype == h5py.ref_dtype and f["value/img"].shape == (SEG_IMAGES, 1)
+        first = f[f["value/img"][0, 0]]
+        assert first.shape == (3, 80, 60)  # MATLAB's transposed (3, W, H) of a 60 x 80 image
+    modes = [Image.open(p).mode for p in sorted(standins["val"].glob("ILSVRC2012_val_*.JPEG"))]
+    assert sorted(modes) == ["CMYK", "L", "RGB"]
+    state = torch.load(standins["adm"], weights_only=True)
+    assert "input_blocks.10.1.qkv.weight" in state and state["out.2.weight"].shape[0] == 6  # learned sigma
+    assert state["time_embed.0.weight"].shape == (4 * ADM_STANDIN.model_channels, ADM_STANDIN.model_channels)
+    deit = torch.load(standins["deit_pth"], weights_only=True)
+    assert set(deit) == {"model"} and "blocks.0.attn.qkv.weight" in deit["model"]
+
+
+def test_converted_adm_is_the_256_uncond_architecture(standins):
+    from harness.models.denoiser import load_denoiser
+
+    den = load_denoiser(standins["adm_dir"])
+    assert den.sample_size == 256 and den.learned_sigma
+    assert tuple(den.unet.config.block_out_channels) == tuple(32 * m for m in (1, 1, 2, 2, 4, 4))
+    assert den.unet.config.attention_head_dim == 64
+
+
+@pytest.mark.parametrize("which", ["vit_safetensors", "vit_pth"])
+def test_vit_b16_loads_from_both_published_formats(standins, which):
+    from harness.models.zoo import load_classifier
+
+    with pytest.warns(UserWarning, match="2-block"):
+        model = load_classifier("vit_base_patch16_224", standins[which])
+    assert model.image_size == 224 and model.vit.embed_dim == 768 and model.num_classes == 1000
+
+
+def test_imagenet_loaders_read_the_standins(standins):
+    from harness.data.registry import get_dataset
+
+    val = get_dataset("imagenet-val", standins["val"])
+    assert len(val) == VAL_IMAGES and all(val[i].image.shape == (3, 224, 224) for i in range(VAL_IMAGES))
+    seg = get_dataset("imagenet-seg", standins["seg"])
+    assert len(seg) == SEG_IMAGES and seg[0].mask.shape == (224, 224) and seg[0].label == -1
+
+
+def test_every_paper_claim_has_a_shipped_config():
+    from harness.claims.build import COST_DATASET
+    from harness.claims.paper import DATASET_OF
+    from harness.claims.registry import load_claims
+
+    configs = [load_config(p) for p in CONFIGS]
+    assert {(c.model, c.dataset) for c in configs} == {
+        (m, d) for m in WEIGHTS for d in ("imagenet-seg", "imagenet-val")}
+    for claim in load_claims():
+        if claim.world != "paper" or claim.dataset == COST_DATASET:
+            continue
+        cfg = next(c for c in configs if c.model == claim.model and c.dataset == DATASET_OF[claim.dataset])
+        assert claim.dds == "none" or claim.dds in {d.variant for d in cfg.dds}, claim.id
+        assert claim.radius_255 in cfg.radii_255 and (claim.method == "none" or claim.method in
+                                                      cfg.resolved_methods()), claim.id
+
+
+def _config_param(path: Path):
+    # DeiT-B's configs differ from ViT-B/16's only in the model (its .pth is loaded by the test below): slow.
+    marks = [pytest.mark.slow] if "deit" in path.stem else []
+    return pytest.param(path, id=path.stem, marks=marks)
+
+
+def test_deit_b_loads_from_its_published_checkpoint(standins):
+    from harness.models.zoo import load_classifier
+
+    with pytest.warns(UserWarning, match="2-block"):
+        model = load_classifier("deit_base_patch16_224", standins["deit_pth"])
+    assert model.vit.embed_dim == 768 and model.num_classes == 1000 and len(model.vit.blocks) == 2
+
+
+@pytest.mark.parametrize("config", [_config_param(p) for p in CONFIGS])
+def test_each_paper_config_runs_plain_and_with_each_variant(config, paper_env, tmp_path, capsys):
+    cfg = load_config(config)
+    out = tmp_path / "run"
+    argv = ["run", "--config", str(config), "--limit", "1", "--methods", "transformer_attribution",
+            "--radii", "0,8", "--sigma", str(SMOKE_SIGMA), "--samples", "1", "--out", str(out)]
+    assert main(argv) == 0, capsys.readouterr().err
+    table = "segmentation" if cfg.dataset == "imagenet-seg" else "perturbation"
+    frame = pd.read_csv(out / f"{table}.csv")
+    assert {"none", *(d.variant for d in cfg.dds)} == set(frame["dds"])
+    assert set(frame["radius_255"]) == {0.0, 8.0} and (frame["n_images"] == 1).all()
+
+
+def _claims_tree(tmp_path: Path) -> Path:
+    """A copy of claims/ and pyproject.toml: the verdict table goes to the copy's reports/, not the repo's."""
+    tree = tmp_path / "tree"
+    shutil.copytree(REPO / "claims", tree / "claims", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "pyproject.toml", tree / "pyproject.toml")
+    return tree
+
+
+def _claims(tree: Path, env: dict[str, str], select: str) -> pd.DataFrame:
+    env = {**os.environ, **env, "PYTHONPATH": str(REPO), "FVIT_CLAIMS_LIMIT": "1",
+           "FVIT_CLAIMS_DDS_SIGMA": str(SMOKE_SIGMA), "FVIT_CLAIMS_OUT": str(tree / "runs"), "OMP_NUM_THREADS": "2"}
+    done = subprocess.run([sys.executable, "-m", "pytest", "claims/test_claims.py", "-m", "gpu", "-k", select,
+                           "-q", "-p", "no:cacheprovider"], cwd=tree, env=env, capture_output=True, text=True)
+    assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr[-3000:]  # 1: random weights fail values
+    return pd.read_csv(tree / "reports" / "claims" / "verdicts.csv")
+
+
+def test_plain_claims_need_no_denoiser(monkeypatch):
+    from harness.claims.paper import group_of, missing_inputs, paper_config
+    from harness.claims.registry import load_claims
+    from harness.runner.experiment import load_denoiser_for
+
+    for key in ("FVIT_VIT_B16_WEIGHTS", "FVIT_IMAGENET_SEG", "FVIT_ADM_DIR"):
+        monkeypatch.delenv(key, raising=False)
+    claims = [c for c in load_claims() if c.world == "paper"]
+    plain = next(c for c in claims if c.dds == "none" and c.dataset == "imagenet-seg")
+    dds = next(c for c in claims if c.dds == "fvit" and c.dataset == "imagenet-seg")
+    assert not any("FVIT_ADM_DIR" in m for m in missing_inputs(plain))
+    assert any("FVIT_ADM_DIR" in m for m in missing_inputs(dds))
+    cfg = paper_config(claims, group_of(plain))
+    assert cfg.dds == () and load_denoiser_for(cfg) is None
+    assert [d.variant for d in paper_config(claims, group_of(dds)).dds] == ["fvit"]
+
+
+def test_claims_gpu_path_runs_on_cpu_as_a_smoke_run(paper_env, tmp_path):
+    """`pytest claims -m gpu` with the files present: the claim is measured (not skipped) on the CPU, and
+    the verdict table says it is a smoke run. Random weights: a value claim may fail, so exit 1 is fine."""
+    tree = _claims_tree(tmp_path)
+    dds_id = "paper-fvit-1-transformer_attribution-mIoU"
+    verdicts = _claims(tree, paper_env, dds_id).set_index("claim")
+    assert verdicts.loc[dds_id, "verdict"] in ("held", "failed") and pd.notna(verdicts.loc[dds_id, "measured"])
+    md = (tree / "reports" / "claims" / "verdicts.md").read_text()
+    assert "SMOKE RUN" in md and "first 1 image" in md
