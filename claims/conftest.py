@@ -223,9 +223,9 @@ def _selected_paper_groups(session: pytest.Session) -> set[tuple[str, str, str]]
     groups = set()
     for item in session.items:
         claim = getattr(item, "callspec", None) and item.callspec.params.get("claim")
-        if isinstance(claim, Claim) and claim.world == "paper" and claim.dataset != COST_DATASET:
-            if not missing_inputs(claim):
-                groups.add(group_of(claim))
+        paper = isinstance(claim, Claim) and claim.world == "paper" and claim.dataset != COST_DATASET
+        if paper and not missing_inputs(claim):
+            groups.add(group_of(claim))
     return groups
 
 
