@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -236,6 +237,9 @@ def run_config_sigmas() -> tuple[tuple[str, float], ...]:
 
 
 def cmd_convert_adm(args: argparse.Namespace) -> int:
+    if not args.checkpoint:
+        raise FileNotFoundError("no ADM checkpoint given: pass the path of 256x256_diffusion_uncond.pt or set "
+                                "FVIT_ADM_CHECKPOINT")
     from harness.models.adm_convert import ADMArchitecture, convert_adm_checkpoint
     from harness.models.denoiser import load_denoiser
 
@@ -296,7 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--weights", default=None, help="local weights of a paper model (or its FVIT_* variable)")
     run.add_argument("--dataset", default=None, help="embedded, imagenet-seg or imagenet-val")
     run.add_argument("--dataset-root", default=None, help="dataset file/folder (or its FVIT_* variable)")
-    run.add_argument("--denoiser", default=None, help="diffusers UNet2DModel folder (default: the embedded one)")
+    run.add_argument("--denoiser", default=None, help="diffusers UNet2DModel folder (default: the config's; if "
+                     "unset, the embedded one for mini-vit and $FVIT_ADM_DIR for paper models)")
     run.add_argument("--limit", type=int, default=None, help="only the first N items (a quick subset)")
     run.add_argument("--all", action="store_true", help="every item of the dataset (overrides the config limit)")
     run.add_argument("--batch-size", type=int, default=None, help="items per unit of work (part of the config hash)")
@@ -406,9 +411,10 @@ def build_parser() -> argparse.ArgumentParser:
         "diffusers UNet2DModel (+ linear DDPMScheduler in scheduler/) that --denoiser and load_denoiser "
         "read.",
     )
-    adm.add_argument("checkpoint", help="path to 256x256_diffusion_uncond.pt")
-    adm.add_argument("--out", default="models/adm256_uncond",
-                     help="output folder (default models/adm256_uncond)")
+    adm.add_argument("checkpoint", nargs="?", default=os.environ.get("FVIT_ADM_CHECKPOINT"),
+                     help="path to 256x256_diffusion_uncond.pt (default: $FVIT_ADM_CHECKPOINT)")
+    adm.add_argument("--out", default=os.environ.get("FVIT_ADM_DIR") or "models/adm256_uncond",
+                     help="output folder (default: $FVIT_ADM_DIR, else models/adm256_uncond)")
     adm.add_argument("--width", type=int, default=256,
                      help="base channel count (guided-diffusion num_channels; default 256)")
     adm.add_argument("--image-size", type=int, default=256, help="UNet sample size in pixels (default 256)")

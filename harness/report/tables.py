@@ -13,7 +13,8 @@ SEGMENTATION_CONVENTIONS = (
     "dds: `none` = plain explanation; otherwise the DDS variant, noise sigma in [0,1] pixel units.",
     "pixel_accuracy, mIoU, mAP: percent; map thresholded at its own mean; pixel accuracy micro-averaged, mIoU "
     "over {bg, fg} of dataset-summed intersections / unions, mAP = mean per-image AP of [1-map, map].",
-    "top1_under_attack: fraction (0..1) of images whose (attacked) prediction equals the label; "
+    "top1_under_attack: fraction (0..1) of images whose (attacked) prediction equals the label "
+    "(n/a: the dataset has no labels, as ImageNet-Segmentation); "
     "prediction_flipped: fraction (0..1) whose prediction changed from the clean one (both: the plain "
     "classifier's prediction; every prediction column of every table is a fraction).",
     "smoothed_top1_under_attack: DDS rows only, fraction whose smoothed prediction (majority vote of the classes "
@@ -54,7 +55,8 @@ CONVENTIONS: dict[str, tuple[str, ...]] = {
 
 
 def markdown_table(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
-    return df.to_markdown(index=False, floatfmt=floatfmt)
+    """Markdown of `df`; missing values (NaN / None: e.g. top-1 on unlabelled data) print as n/a."""
+    return df.astype(object).where(df.notna(), None).to_markdown(index=False, floatfmt=floatfmt, missingval="n/a")
 
 
 def write_table(

@@ -12,6 +12,13 @@ from harness.metrics.segmentation import aggregate_segmentation
 GROUP = ["method", "dds", "radius_255"]
 
 
+def _top1(group: pd.DataFrame) -> float:
+    """Fraction of labelled images (label >= 0) predicted as their label; NaN when none is labelled
+    (ImageNet-Segmentation has no labels: its top-1 is undefined, not 0)."""
+    labelled = group[group["label"] >= 0]
+    return float("nan") if labelled.empty else float((labelled["pred"] == labelled["label"]).mean())
+
+
 def segmentation_table(rows: pd.DataFrame) -> pd.DataFrame:
     """pixel_accuracy, mIoU, mAP (percent) per (method, dds, radius), with accuracy under attack.
 
@@ -25,7 +32,7 @@ def segmentation_table(rows: pd.DataFrame) -> pd.DataFrame:
                 "dds": variant,
                 "radius_255": radius,
                 **aggregate_segmentation(group.to_dict("records")),
-                "top1_under_attack": float((group["pred"] == group["label"]).mean()),
+                "top1_under_attack": _top1(group),
                 "prediction_flipped": float((group["pred"] != group["clean_pred"]).mean()),
                 "smoothed_top1_under_attack": _smoothed_top1(group),
                 "n_images": len(group),

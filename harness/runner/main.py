@@ -31,6 +31,20 @@ def _sigma_text(spec) -> str:
     return f"{sigma:.4f} in [0,1] pixel units ({sigma * 255:.1f}/255)"
 
 
+def _samples_text(cfg: ExperimentConfig, spec) -> str:
+    """The DDS samples per image m the run used, as a number (Re's per-task counts for `re`)."""
+    from harness.runner.experiment import _samples_task
+    from harness.smoothing.dds import get_variant, re_samples
+
+    if spec.samples is not None:
+        return str(spec.samples)
+    if spec.variant == "re":
+        task = _samples_task(cfg)
+        return (f"{re_samples(task, False)} per clean and {re_samples(task, True)} per attacked image "
+                f"(Re's counts for {task})")
+    return str(get_variant(spec.variant).default_samples)
+
+
 def attack_text(cfg: ExperimentConfig) -> str:
     if cfg.attack == "adaptive":
         return (f"adaptive L-inf PGD on each method's own map ({cfg.attack_steps} steps of radius/5, random start, "
@@ -54,8 +68,7 @@ def write_tables(cfg: ExperimentConfig, out_dir: Path, rows: pd.DataFrame) -> di
     """Write every table the rows support as CSV + markdown; returns markdown paths by table name."""
     world = "embedded world (an analogue, not the paper's data)" if cfg.dataset == "embedded" else cfg.dataset
     dds = "; ".join(
-        f"{d.variant}: sigma {_sigma_text(d)}, samples "
-        f"{d.samples if d.samples is not None else 'variant default'}, each sample explains "
+        f"{d.variant}: sigma {_sigma_text(d)}, samples {_samples_text(cfg, d)}, each sample explains "
         f"{'its own predicted class' if d.sample_target == 'own' else 'the class predicted on the input'}"
         for d in cfg.dds
     ) or "off"
