@@ -185,7 +185,32 @@ def cmd_explainers(args: argparse.Namespace) -> int:
     return 0
 
 
+PAPER_PLAN_CONFIGS = ("paper_vit_b16_seg.yaml", "paper_vit_b16_perturbation.yaml")
+
+
+def cmd_cost_plan(args: argparse.Namespace) -> int:
+    from harness.cost.plan import CallTimes, plan_conventions, plan_table
+    from harness.report.tables import write_table
+    from harness.runner.config import load_config
+
+    paths = args.config or [str(DEFAULT_CONFIG.parent / name) for name in PAPER_PLAN_CONFIGS]
+    configs = [load_config(p) for p in paths]
+    defaults = CallTimes()
+    times = CallTimes(unet=args.unet_seconds or defaults.unet,
+                      vit_forward=args.vit_seconds or defaults.vit_forward,
+                      vit_backward=2 * args.vit_seconds if args.vit_seconds else defaults.vit_backward)
+    table = plan_table(configs, times=times)
+    out = Path(args.out) if args.out != str(DEFAULT_REPORTS / "cost") else DEFAULT_REPORTS / "bench"
+    _, md = write_table(table, out, "paper_plan", "Compute plan of the paper matrix: calls and GPU-hours",
+                        plan_conventions(times), [f"Configs: {', '.join(paths)}."], floatfmt=".2f")
+    print(md.read_text())
+    print(f"wrote {md} and {md.with_suffix('.csv')}")
+    return 0
+
+
 def cmd_cost(args: argparse.Namespace) -> int:
+    if args.plan:
+        return cmd_cost_plan(args)
     import torch
 
     from harness.cost import timing
@@ -400,7 +425,16 @@ def build_parser() -> argparse.ArgumentParser:
                       "shipped checkpoints exist (used when present; cost does not depend on weights)")
     cost.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     cost.add_argument("--out", default=str(DEFAULT_REPORTS / "cost"),
-                      help="output folder (default reports/cost)")
+                      help="output folder (default reports/cost; reports/bench with --plan)")
+    cost.add_argument("--plan", action="store_true", help="instead of measuring, count the UNet and ViT calls of "
+                      "the paper matrix (the configs' methods x radii x DDS variants x dataset sizes) and the "
+                      "GPU-hours they imply; writes paper_plan.md/.csv")
+    cost.add_argument("--config", action="append", default=None, help="with --plan: an experiment YAML to count "
+                      "(repeatable; default the ViT-B/16 segmentation and perturbation paper configs)")
+    cost.add_argument("--unet-seconds", type=float, default=None, help="with --plan: measured seconds per "
+                      "ADM-256 forward of one image (default: 1.1 TFLOP at 300 TFLOP/s)")
+    cost.add_argument("--vit-seconds", type=float, default=None, help="with --plan: measured seconds per "
+                      "ViT-B/16 forward of one image; backward = 2x (default: 17.6 GFLOP at 300 TFLOP/s)")
     cost.set_defaults(func=cmd_cost)
 
     adm = sub.add_parser(

@@ -51,18 +51,23 @@ def paper_rows():
                 "peak_gpu_memory_gib: torch.cuda.max_memory_allocated over the timed calls, GiB.",
                 "energy_kwh_per_image (CPU + GPU + RAM) and kg_co2eq_per_image: codecarbon, offline.",
                 "sigma_255: DDS noise std in [0,1] pixel units x 255 (each variant's default).",
+                "unet_dtype: the dtype ADM-256 computes in (float16 as FViT's and Re's code); ViT-B/16 in float32.",
             ),
             (f"Device: {rows[0]['device']}; CPU power mode: {rows[0]['cpu_power_mode']}.",),
         )
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
 @pytest.mark.parametrize("dds", [PLAIN, *VARIANTS])
-def test_paper_cost(benchmark, paper_world, paper_rows, dds):
+def test_paper_cost(benchmark, paper_world, paper_rows, dds, dtype):
     model, denoiser, images = paper_world
+    if dds == PLAIN and dtype != "float32":
+        pytest.skip("the plain explanation has no UNet: one dtype row is enough")
+    denoiser.set_dtype(dtype)  # the UNet's dtype (FViT and Re run ADM in fp16); the ViT stays float32
     explainer = get_explainer(METHOD)
     if dds != PLAIN:
         explainer = smooth(explainer, denoiser, dds)
-    benchmark.group = f"paper cost: {METHOD} on vit_base_patch16_224 + adm-256"
+    benchmark.group = f"paper cost: {METHOD} on vit_base_patch16_224 + adm-256 ({dtype} UNet)"
     explainer(model, images)  # warm-up (cuDNN autotuning, lazy init)
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
@@ -73,7 +78,8 @@ def test_paper_cost(benchmark, paper_world, paper_rows, dds):
     info = benchmark.extra_info
     info.update(method=METHOD, dds=dds, peak_gpu_memory_gib=peak)
     paper_rows.append({
-        "method": METHOD, "dds": dds, "sigma_255": getattr(explainer, "sigma", float("nan")) * 255,
+        "method": METHOD, "dds": dds, "unet_dtype": dtype if dds != PLAIN else "-",
+        "sigma_255": getattr(explainer, "sigma", float("nan")) * 255,
         "samples_per_image": getattr(explainer, "n_samples", 1),
         "seconds_per_image": info["seconds_per_call"], "peak_gpu_memory_gib": peak,
         "energy_kwh_per_image": info["energy_kwh_per_image"],
