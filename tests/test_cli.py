@@ -86,8 +86,12 @@ def test_attack_option_selects_the_adaptive_attack(tmp_path, capsys):
 
     cfg = _config_from_args(build_parser().parse_args(["run", "--attack", "adaptive", "--methods", "rollout"]))
     assert cfg.attack == "adaptive"
-    assert main(["run", "--attack", "adaptive", "--out", str(tmp_path)]) == 2  # every method: lrp has no
-    assert "differentiable form" in capsys.readouterr().err  # differentiable form, named in the error
+    # Every method now has a differentiable form or a named surrogate; a run cannot take the targeted
+    # loss (it has no target maps), and says so in one line before computing anything.
+    config = tmp_path / "adaptive.yaml"
+    config.write_text("attack: adaptive\nadaptive_loss: targeted\nmethods: [rollout]\nlimit: 1\n")
+    assert main(["run", "--config", str(config), "--out", str(tmp_path / "out")]) == 2
+    assert "adaptive_loss" in capsys.readouterr().err
 
 
 def test_version_is_printed(capsys):
