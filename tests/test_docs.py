@@ -58,6 +58,8 @@ def test_python_block_runs_as_pasted(where, source, monkeypatch, capsys):
 def _check_command(words: list[str], where: str) -> None:
     from harness.cli import build_parser
 
+    while words and re.fullmatch(r"[A-Z_][A-Z0-9_]*=\S*", words[0]):  # leading VAR=value settings
+        words = words[1:]
     program, args = Path(words[0]).name, words[1:]
     if program == "fvit-bench" or words[:3] == ["python", "-m", "harness.cli"]:
         args = args if program == "fvit-bench" else words[3:]

@@ -30,7 +30,7 @@ METHOD_PASSES: dict[str, tuple[int, int]] = {
 PERTURBATION_STEPS = 9  # deletion fractions 0.1 .. 0.9, one forward each, positive and negative
 # Paper dataset sizes: ImageNet-Segmentation, Re's 8% subset of ImageNet val.
 DATASET_IMAGES = {"imagenet-seg": 4276, "imagenet-val": 4000}
-# Per-call cost assumptions (see README): forward FLOPs from PROTOCOL.md section 7, backward = 2 x forward.
+# Per-call cost assumptions (see README): forward FLOPs from docs/PROTOCOL.md section 7, backward = 2 x forward.
 ADM_FORWARD_TFLOP = 1.1
 VIT_FORWARD_TFLOP = 0.0176
 EFFECTIVE_TFLOPS = 300.0  # sustained TFLOP/s of an H100-class GPU in fp16 / bf16 (about 30% of dense peak)
