@@ -453,7 +453,7 @@ def test_smoothed_prediction_is_the_majority_vote():
 
     explainer = SmoothedExplainer(lambda *a: None, None, "noise_only", sigma=0.1, samples=3)
     cache = PurifiedCache()
-    key = ("t", explainer.variant, explainer.sigma, 3, explainer.seed, id(None))
+    key = ("t", explainer.variant, explainer.sigma, 3, explainer.seed, id(None), False)  # False: no attack per trial
     cache._store[key] = (None, torch.tensor([2, 5, 5, 7, 1, 4]))
     assert cache.smoothed_pred(explainer, "t").tolist() == [5, 1]  # a three-way tie goes to the lowest class
 
