@@ -89,12 +89,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = _config_from_args(args)
     start = time.perf_counter()
     paths = run_and_report(cfg, Path(args.out), args.shard, args.num_shards, gallery=args.gallery)
-    for path in paths.values():
-        if path.suffix == ".md":  # the tables; the HTML report is named below, not printed
-            print(path.read_text())
     if paths:
-        print(f"wrote {', '.join(str(p) for p in paths.values())} (+ .csv) and the per-item store "
-              f"{Path(args.out) / 'rows.sqlite'} in {time.perf_counter() - start:.0f} s")
+        from harness.report.run_verdicts import run_summary
+
+        print("\n".join(f"{name}: {path}" for name, path in paths.items() if name != "report"))
+        print("\n".join(run_summary(cfg, Path(args.out))))
+        print(f"done in {time.perf_counter() - start:.0f} s (wall clock); tables also as .csv, the per-item store "
+              f"{Path(args.out) / 'rows.sqlite'}; read first: {paths['report']}")
     else:
         print(f"shard done; merge all shards with `fvit-bench merge --config ... --out {args.out} --num-shards N`")
     return 0

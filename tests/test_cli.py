@@ -22,7 +22,9 @@ def test_every_subcommand_has_help(capsys):
 
 def test_run_writes_tables_store_and_report(small_run):
     out, printed = small_run
-    assert "pixel_accuracy" in printed and "<html" not in printed  # tables printed, the HTML page named
+    assert "<html" not in printed and "read first:" in printed and "report.html" in printed  # the page named
+    assert "segmentation: " in printed and "segmentation.md" in printed  # each table's file, not its 300 lines
+    assert "Claims this run measures, judged on its own 4 images" in printed  # ends with its own verdicts
     for name in ("segmentation", "perturbation", "faithfulness"):
         text = (out / f"{name}.md").read_text()
         assert "pixel units" in text and "carlini" in text

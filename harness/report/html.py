@@ -43,7 +43,7 @@ class Report:
     figures: list[tuple[str, Path]] = field(default_factory=list)  # (title, png)
     gallery: tuple[str, Path] | None = None
     claims: tuple[pd.DataFrame, str] | None = None  # (grid, where its verdicts come from)
-    claims_note: str = ""  # why no grid is shown, when none is
+    claims_note: str = ""  # why no grid is shown, or where else verdicts are
     cost: tuple[pd.DataFrame, list[str]] | None = None
 
 
@@ -111,7 +111,7 @@ def build_report(out_dir: Path, report: Report) -> tuple[Path, Path]:
         grid, source = report.claims
         h += [f"<p class='note'>{esc(source)}</p>", _frame_html(grid, "table-verdict-summary")]
         md += [source, "", markdown_table(grid), ""]
-    else:
+    if report.claims_note:
         h.append(f"<p class='note'>{esc(report.claims_note)}</p>")
         md += [report.claims_note, ""]
 

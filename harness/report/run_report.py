@@ -45,6 +45,7 @@ FILES = {
     "faithfulness.md": "top-k overlap and prediction agreement under attack (also .csv)",
     "rows.sqlite": "one row per (image, method, DDS variant, radius): the durable, resumable store",
     "config.json": "the exact configuration of the run",
+    "verdicts.md": "the claims this run measures, judged on its own images (also .csv)",
     "figures": "the figures of this page (PNG)",
 }
 
@@ -163,6 +164,25 @@ def claims_grid(verdicts_csv: Path, cfg: ExperimentConfig) -> tuple[tuple[pd.Dat
                   + "; ".join(where) + "."), ""
 
 
+def _claims(cfg: ExperimentConfig, out_dir: Path, rows: pd.DataFrame, claims_dir: Path
+            ) -> tuple[tuple[pd.DataFrame, str] | None, str]:
+    """The grid of the claims this run measures, judged on its own rows (written to verdicts.csv/.md), and a
+    note on the claims suite's verdicts; the suite's grid stands in when the run measures no claim itself."""
+    from harness.report.run_verdicts import STEM, run_summary, write_run_verdicts
+    from harness.runner.aggregate import all_tables
+
+    own = write_run_verdicts(cfg, out_dir, rows, all_tables(rows))
+    suite, suite_note = claims_grid(claims_dir / "verdicts.csv", cfg)
+    if own is None:
+        return suite, " ".join(t for t in (run_summary(cfg, out_dir)[0], suite_note) if t)
+    grid = verdict_summary(own)
+    source = (run_summary(cfg, out_dir)[0] + f" Each verdict with its interval and reason: {STEM}.md. Controls "
+              "and effect claims are listed there, not in the grid.")
+    note = suite_note or (f"The claims suite's verdicts for these settings: {claims_dir / 'verdicts.md'} "
+                          f"({suite[1]})" if suite else "")
+    return (grid, source) if grid is not None else None, note
+
+
 def _cost(cost_dir: Path) -> tuple[pd.DataFrame, list[str]] | None:
     csv = cost_dir / "cost.csv"
     if not csv.is_file():
@@ -260,7 +280,7 @@ def write_run_report(
               for name, frame in frames.items()}
     conventions = {"all": (RADIUS, DDS, INTERVAL_NOTE)}
     conventions.update({name: tuple(c for c in CONVENTIONS[name] if c not in (RADIUS, DDS)) for name in frames})
-    claims, claims_note = claims_grid(claims_dir / "verdicts.csv", cfg)
+    claims, claims_note = _claims(cfg, out_dir, rows, claims_dir)
     radius = headline_radius(cfg)
     report = Report(
         title=f"fvit-bench report: {cfg.name}",
