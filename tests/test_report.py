@@ -180,6 +180,18 @@ def test_gallery_collects_the_runs_own_maps(tmp_path):
         assert overlap == pytest.approx(rows.loc[("embedded-test-000001", dds, 8.0), "topk_overlap"], abs=1e-6)
     assert not torch.equal(collector.maps[("embedded-test-000001", "none", 8.0)][0],
                            collector.maps[("embedded-test-000001", "none", 0.0)][0])  # attacked input kept
+    # Under a DDS map the gallery writes the smoothed prediction (the rows' majority vote), under a plain one
+    # the classifier's: change the stored votes and the labels follow.
+    from harness.data.registry import get_dataset
+    from harness.report.gallery import from_collector
+
+    items = [it for it in get_dataset("embedded", None) if it.item_id == "embedded-test-000001"]
+    flat = load_rows(tmp_path, cfg)
+    voted = flat.assign(smoothed_pred=[None if d == "none" else 7 for d in flat["dds"]])
+    (image,) = from_collector(collector, items, ["carlini"], voted)
+    assert image.cells[("carlini", "clean")].pred == 7 and image.cells[("carlini", "attacked")].pred == 7
+    plain = flat[(flat["dds"] == "none") & (flat["radius_255"] == 8.0) & (flat["item_id"] == items[0].item_id)]
+    assert image.cells[("none", "attacked")].pred == int(plain["pred"].iloc[0])
 
 
 def test_verdict_summary_is_a_claim_by_method_grid():

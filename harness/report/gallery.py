@@ -1,7 +1,8 @@
 """The map gallery: for a few images, the clean and the attacked map without and with each DDS variant.
 
-Under each map: the prediction on that input (and whether it is the label) and, under the attacked
-map, FViT's top-k overlap with the clean map of the same setting, the quantity the faithfulness
+Under each map: the prediction on that input (and whether it is the label; for a DDS map the smoothed
+prediction, the majority vote over the purified samples, as FViT's prediction stability means it) and,
+under the attacked map, FViT's top-k overlap with the clean map of the same setting, the quantity the faithfulness
 table averages. The maps come from the run itself where it computed them (`MapCollector`, handed to
 the runner), else they are computed for the gallery's images alone (`compute_gallery`).
 """
@@ -17,6 +18,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from harness.attacks.pgd import pgd_linf  # noqa: E402
@@ -32,7 +34,7 @@ class GalleryCell:
     """One map of the gallery and what is written under it."""
 
     map: torch.Tensor  # (H, W) in [0,1]
-    pred: int  # the predicted class on the map's input
+    pred: int  # the predicted class on the map's input (DDS: the smoothed prediction)
     overlap: float | None = None  # top-k overlap with the clean map (attacked maps only)
 
 
@@ -83,8 +85,9 @@ def from_collector(collector: MapCollector, dataset_items, variants: Sequence[st
                 row = rows[(rows["item_id"] == item.item_id) & (rows["method"] == collector.method)
                            & (rows["dds"] == dds) & (rows["radius_255"] == radius)].iloc[0]
                 overlap = None if kind == "clean" else float(row["topk_overlap"])
-                cells[(dds, kind)] = GalleryCell(collector.maps[(item.item_id, dds, radius)][1], int(row["pred"]),
-                                                 overlap)
+                smoothed = row.get("smoothed_pred")
+                pred = int(row["pred"]) if dds == NO_DDS or smoothed is None or pd.isna(smoothed) else int(smoothed)
+                cells[(dds, kind)] = GalleryCell(collector.maps[(item.item_id, dds, radius)][1], pred, overlap)
         attacked = collector.maps[(item.item_id, NO_DDS, collector.radius_255)][0]
         out.append(GalleryImage(item.item_id, item.image, attacked, item.mask, int(item.label), cells))
     return out
@@ -95,17 +98,24 @@ def compute_gallery(
     attack_steps: int = 10, seed: int = 0,
 ) -> list[GalleryImage]:
     """Gallery rows computed for `dataset_items` alone: PGD at `radius_255`/255 on the prediction,
-    each explainer ({dds: explainer}, "none" = plain) on the clean and the attacked images."""
+    each explainer ({dds: explainer}, "none" = plain) on the clean and the attacked images; a DDS map is
+    labelled with the smoothed prediction (majority vote over its purified samples, as the run's rows)."""
+    from harness.runner.experiment import PurifiedCache
+
     clean = torch.stack([it.image for it in dataset_items])
     adv = pgd_linf(model, clean, radius_255 / 255.0, steps=attack_steps, seed=seed)
     with torch.no_grad():
         pred_clean, pred_adv = model(clean).argmax(1), model(adv).argmax(1)
     cells: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = {}
+    cache = PurifiedCache()
     for dds, explainer in explainers.items():
-        clean_maps = explainer(model, clean, pred_clean)
-        adv_maps = explainer(model, adv, pred_adv)
-        cells[(dds, "clean")] = (clean_maps, pred_clean, None)
-        cells[(dds, "attacked")] = (adv_maps, pred_adv, topk_overlap(clean_maps, adv_maps, topk))
+        shown = {}
+        for kind, images, pred in (("clean", clean, pred_clean), ("attacked", adv, pred_adv)):
+            maps = cache.explain(explainer, model, images, pred, kind, predicted=True)
+            smoothed = cache.smoothed_pred(explainer, kind)
+            shown[kind] = (maps, pred if smoothed is None else smoothed)
+        cells[(dds, "clean")] = (*shown["clean"], None)
+        cells[(dds, "attacked")] = (*shown["attacked"], topk_overlap(shown["clean"][0], shown["attacked"][0], topk))
     out = []
     for k, item in enumerate(dataset_items):
         row = {key: GalleryCell(maps[k].detach(), int(pred[k]), None if ov is None else float(ov[k]))
@@ -144,7 +154,7 @@ def render_gallery(
             for kind in ("clean", "attacked"):
                 cell = img.cells[(dds, kind)]
                 verdict = "right" if cell.pred == img.label else "wrong"
-                text = f"pred {_name(cell.pred, class_names)} ({verdict})"
+                text = f"{'pred' if dds == NO_DDS else 'smoothed pred'} {_name(cell.pred, class_names)} ({verdict})"
                 if cell.overlap is not None:
                     text += f"\n{_topk_text(topk)} overlap {cell.overlap:.2f}"
                 panels.append((cell.map, "jet", text))
@@ -161,8 +171,9 @@ def render_gallery(
                 ax.set_title(headers[c], fontsize=8)
     title = (f"Map gallery: {method}, plain and with each DDS variant, on the clean image and under PGD "
              f"{radius_255:g}/255 (L-inf, [0,1] pixel units x 255). pred = the class the classifier predicts on "
-             f"that input; {_topk_text(topk)} overlap = FViT's overlap of the attacked map's top pixels with the clean "
-             f"map's. {source}")
+             f"that input (smoothed pred: the majority vote over the DDS variant's purified samples); "
+             f"{_topk_text(topk)} overlap = FViT's overlap of the attacked map's top pixels with the clean map's. "
+             f"{source}")
     fig.suptitle("\n".join(textwrap.wrap(title, int(16 * columns))), fontsize=9)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100, bbox_inches="tight", pad_inches=0.15)
