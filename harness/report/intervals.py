@@ -2,9 +2,10 @@
 
 Each resampled dataset (images drawn with replacement, `RESAMPLES` times) is scored exactly as the
 tables score the full one: segmentation from summed per-image counts, a perturbation AUC as the
-mean of per-image AUCs (the AUC of the mean curve, the AUC being linear in the curve), top-k overlap
-and prediction columns as means. A delta interval resamples the same images with and without DDS
-(paired), as the claims' intervals do (`harness.claims.uncertainty`).
+mean of per-image AUCs (the AUC of the mean curve, the AUC being linear in the curve; so are the
+insertion/deletion and ROAD AUCs), top-k overlap, max-sensitivity and prediction columns as means.
+A delta interval resamples the same images with and without DDS (paired), as the claims' intervals
+do (`harness.claims.uncertainty`).
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ import pandas as pd
 
 from harness.metrics.registry import get_metric
 from harness.metrics.segmentation import STAT_KEYS, segmentation_from_totals
+from harness.runner.aggregate import EXTRA_CURVES
 
 RESAMPLES = 1000
 LEVEL = 0.95
 SEGMENTATION = ("pixel_accuracy", "mIoU", "mAP")
 NO_DDS = "none"
+# The opt-in metrics' per-image curve columns: metric -> rows column.
+EXTRA_CURVE_COLUMNS = {name: column for column, (name, _) in EXTRA_CURVES.items()}
 
 
 def per_image(rows: pd.DataFrame, metric: str, explained: str = "pred") -> tuple[np.ndarray, str]:
@@ -30,6 +34,11 @@ def per_image(rows: pd.DataFrame, metric: str, explained: str = "pred") -> tuple
     if metric.endswith(("_auc_chefer", "_auc_re")):
         curves = np.asarray(rows[f"{metric.split('_', 1)[0]}_{explained}"].tolist(), dtype=float)
         return np.asarray(get_metric(metric).fn(curves), dtype=float).reshape(-1, 1), "mean"
+    if metric in EXTRA_CURVE_COLUMNS:  # insertion/deletion, ROAD: the AUC of the mean curve = mean per-image AUC
+        curves = np.asarray(rows[EXTRA_CURVE_COLUMNS[metric]].tolist(), dtype=float)
+        return np.asarray(get_metric(metric).fn(curves), dtype=float).reshape(-1, 1), "mean"
+    if metric == "max_sensitivity":
+        return rows[["max_sensitivity"]].to_numpy(dtype=float), "mean"
     raise LookupError(f"no per-image form of {metric!r} for an interval")
 
 

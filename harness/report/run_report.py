@@ -16,7 +16,7 @@ import pandas as pd
 from harness.report import intervals as ci
 from harness.report.gallery import RADIUS_255, MapCollector, compute_gallery, from_collector, render_gallery
 from harness.report.html import Report, build_report, verdict_summary
-from harness.report.plots import PLOTTED, plot_tables
+from harness.report.plots import plot_tables, plotted
 from harness.report.tables import CONVENTIONS, DDS, RADIUS
 from harness.runner.config import ExperimentConfig
 
@@ -26,6 +26,7 @@ HEADINGS = {
     "segmentation": "Segmentation under attack",
     "perturbation": "Perturbation tests",
     "faithfulness": "Faithfulness under attack",
+    "extra_metrics": "Metrics beyond the papers (insertion/deletion, ROAD, max-sensitivity)",
 }
 # The headline's metrics: those the protocol's claims are about (docs/PROTOCOL.md section 1).
 HEADLINE = {
@@ -43,6 +44,7 @@ FILES = {
     "segmentation.md": "segmentation table with its context (also .csv)",
     "perturbation.md": "perturbation AUCs, Chefer's and Re's conventions (also .csv)",
     "faithfulness.md": "top-k overlap and prediction agreement under attack (also .csv)",
+    "extra_metrics.md": "the opt-in tasks' insertion/deletion, ROAD and max-sensitivity (also .csv)",
     "rows.sqlite": "one row per (image, method, DDS variant, radius): the durable, resumable store",
     "config.json": "the exact configuration of the run",
     "figures": "the figures of this page (PNG)",
@@ -130,7 +132,7 @@ def _with_interval_columns(table: pd.DataFrame, cells: pd.DataFrame, metrics: tu
 
 
 def _intervals(name: str, rows: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
-    metrics = PLOTTED[name]
+    metrics = plotted(name, table)
     if name == "perturbation":
         modes = table["explained"].unique() if "explained" in table else ["pred"]
         parts = [ci.cell_intervals(rows, metrics, explained=m).assign(explained=m) for m in modes]
@@ -256,7 +258,7 @@ def write_run_report(
         ("Attack", attack_text(cfg)),
         ("Tasks", ", ".join(cfg.tasks)),
     ]
-    tables = {name: (HEADINGS[name], _with_interval_columns(frame, cells[name], PLOTTED[name]))
+    tables = {name: (HEADINGS[name], _with_interval_columns(frame, cells[name], plotted(name, frame)))
               for name, frame in frames.items()}
     conventions = {"all": (RADIUS, DDS, INTERVAL_NOTE)}
     conventions.update({name: tuple(c for c in CONVENTIONS[name] if c not in (RADIUS, DDS)) for name in frames})
