@@ -1,4 +1,5 @@
-"""95% bootstrap intervals over images for the report: of each table cell, and of DDS minus plain.
+"""95% bootstrap intervals over images for the report: of each table cell, of DDS minus plain, and of a
+method minus a baseline map.
 
 Each resampled dataset (images drawn with replacement, `RESAMPLES` times) is scored exactly as the
 tables score the full one: segmentation from summed per-image counts, a perturbation AUC as the
@@ -90,12 +91,22 @@ def delta(rows: pd.DataFrame, metric: str, method: str, variant: str, radius_255
           seed: int = 0) -> tuple[float, float, float, int]:
     """(delta, lo, hi, n images) of `metric` with DDS `variant` minus without, paired over the same images."""
     sel = rows[(rows["method"] == method) & (rows["radius_255"] == radius_255)]
-    a = sel[sel["dds"] == variant].set_index("item_id").sort_index()
-    b = sel[sel["dds"] == NO_DDS].set_index("item_id").sort_index()
-    if a.empty or not a.index.equals(b.index):
+    a, b = sel[sel["dds"] == variant], sel[sel["dds"] == NO_DDS]
+    if a.empty or sorted(a["item_id"]) != sorted(b["item_id"]):
         raise LookupError(f"{method}: the {variant} and {NO_DDS} rows at {radius_255}/255 cover different images")
-    va, kind = per_image(a, metric)
-    vb, _ = per_image(b, metric)
+    return paired_difference(a, b, metric, seed=seed)
+
+
+def paired_difference(a: pd.DataFrame, b: pd.DataFrame, metric: str, explained: str = "pred",
+                      seed: int = 0) -> tuple[float, float, float, int]:
+    """(metric of rows `a` minus of rows `b`, its 95% interval, n images): both scored as the tables score
+    them, the interval from resampling the same images for both (paired). `a` and `b` must cover the same
+    images (`item_id`)."""
+    a, b = a.set_index("item_id").sort_index(), b.set_index("item_id").sort_index()
+    if a.empty or not a.index.equals(b.index):
+        raise LookupError("the two sets of rows cover different images")
+    va, kind = per_image(a, metric, explained)
+    vb, _ = per_image(b, metric, explained)
     n = len(va)
     full = np.ones((1, n))
     point = float(_scores(full, va, kind, metric)[0] - _scores(full, vb, kind, metric)[0])
