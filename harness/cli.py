@@ -122,7 +122,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     cfg_file = out / "config.json"
     if not cfg_file.is_file():
         raise FileNotFoundError(f"{cfg_file} is missing: {out} is not the output folder of `fvit-bench run`")
-    cfg: ExperimentConfig = config_from_dict(json.loads(cfg_file.read_text()))
+    data = json.loads(cfg_file.read_text())
+    data.setdefault("baselines", False)  # written before runs of every method added the baseline maps
+    cfg: ExperimentConfig = config_from_dict(data)
     path = write_report(cfg, out, Path(args.claims), Path(args.cost), gallery=args.gallery)
     print(f"wrote {path} and {path.with_suffix('.md')}")
     return 0
