@@ -195,9 +195,9 @@ def baseline_lines(margins: dict[str, pd.DataFrame], radius: float) -> list[str]
                       for kind in ("above", "below", "within noise", "n/a") if (verdicts == kind).any()]
             parts.append(f"{metric} {', '.join(counts)}")
         if parts:
-            where = f"PGD {radius:g}/255" if radius > 0 else "clean images"
+            where = f"at PGD {radius:g}/255" if radius > 0 else "on clean images"
             count = f"{len(sel)} method/DDS row{'' if len(sel) == 1 else 's'}"
-            lines.append(f"{HEADINGS[name]} vs the best baseline map at {where}, {count}: " + "; ".join(parts) + ".")
+            lines.append(f"{HEADINGS[name]} vs the best baseline map {where}, {count}: " + "; ".join(parts) + ".")
     return lines
 
 
