@@ -61,6 +61,8 @@ def _config_from_args(args: argparse.Namespace):
             changes[key] = value
     if args.methods is not None:
         changes["methods"] = tuple(args.methods)
+    if getattr(args, "baselines", None) is not None:
+        changes["baselines"] = args.baselines
     if args.radii is not None:
         changes["radii_255"] = tuple(args.radii)
     if args.tasks is not None:
@@ -121,7 +123,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     cfg_file = out / "config.json"
     if not cfg_file.is_file():
         raise FileNotFoundError(f"{cfg_file} is missing: {out} is not the output folder of `fvit-bench run`")
-    cfg: ExperimentConfig = config_from_dict(json.loads(cfg_file.read_text()))
+    data = json.loads(cfg_file.read_text())
+    data.setdefault("baselines", False)  # written before runs of every method added the baseline maps
+    cfg: ExperimentConfig = config_from_dict(data)
     path = write_report(cfg, out, Path(args.claims), Path(args.cost), gallery=args.gallery)
     print(f"wrote {path} and {path.with_suffix('.md')}")
     return 0
@@ -307,6 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", default=str(DEFAULT_CONFIG), help=f"experiment YAML (default {DEFAULT_CONFIG})")
     run.add_argument("--methods", type=_csv, default=None, help="comma-separated explainer names "
                      "(see `fvit-bench explainers`; default: the config's, empty = all)")
+    run.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=None,
+                     help="add the baseline maps random_map, centre_map, constant_map as rows of every table, the "
+                     "chance level each method is read against (default: the config's; unset = added when the "
+                     "methods are all registered ones under the pgd attack, not to an explicit --methods list)")
     run.add_argument("--attack", choices=["pgd", "adaptive"], default=None,
                      help="pgd (the papers': PGD on the prediction) or adaptive (PGD on each method's own map, "
                      "through its DDS variant with expectation over the noise; raw_attention and rollout only). "

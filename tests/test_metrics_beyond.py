@@ -109,3 +109,30 @@ def test_runner_computes_the_extra_tasks_only_when_asked(tmp_path):
     for name in ("insertion_auc", "deletion_auc", "road_morf_auc", "road_lerf_auc"):
         assert 0.0 <= row[name] <= 1.0
     assert row["max_sensitivity"] >= 0.0 and "segmentation" not in tables
+
+
+def test_a_run_with_the_extra_tasks_writes_their_table_and_report(tmp_path, monkeypatch):
+    """`fvit-bench run --tasks ...,road,...` writes extra_metrics.md/.csv with its conventions, and the report
+    shows that table with 95% intervals and a figure per metric (it used to stop with a KeyError)."""
+    import pandas as pd
+
+    from harness.cli import main
+
+    monkeypatch.chdir(tmp_path)  # the report looks for reports/claims and reports/cost here: none
+    out = tmp_path / "run"
+    assert main(["run", "--limit", "2", "--batch-size", "2", "--methods", "raw_attention", "--dds", "",
+                 "--radii", "0,8", "--tasks", "segmentation,insertion_deletion,road,max_sensitivity",
+                 "--gallery", "0", "--threads", "1", "--out", str(out)]) == 0
+    metrics = ("insertion_auc", "deletion_auc", "road_morf_auc", "road_lerf_auc", "max_sensitivity")
+    table = pd.read_csv(out / "extra_metrics.csv")
+    assert set(metrics) <= set(table.columns) and len(table) == 2  # raw_attention x radii 0, 8
+    md = (out / "extra_metrics.md").read_text()
+    for needed in ("prob_trapz", "re_trapz_div8", "relative_l2", "8 neighbours",
+                   "radius 2/255", "kernel 11 px, std 5 px", "10%..90%", "Config hash"):
+        assert needed in md, needed
+    page = (out / "report.html").read_text()
+    assert "id='extra_metrics'" in page and "id='conventions-extra_metrics'" in page
+    assert "href='extra_metrics.md'" in page  # listed among the run's files
+    for metric in metrics:
+        assert f"{metric} 95% CI" in page, metric
+        assert (out / "figures" / f"{metric}_vs_radius.png").is_file(), metric

@@ -207,3 +207,41 @@ def test_verdict_summary_is_a_claim_by_method_grid():
     assert list(grid.columns) == ["world", "claim", "form", "metric", "lrp", "rollout"]
     assert grid.iloc[0][["lrp", "rollout"]].tolist() == ["vacuous", "held"] and len(grid) == 1
     assert verdict_summary(pd.DataFrame([{"claim": "x", "outcome": "held"}])) is None
+
+
+def test_report_states_each_methods_margin_over_the_best_baseline_map(tmp_path, monkeypatch):
+    """With baseline maps among the rows, every table is followed by each method's margin over the best
+    baseline map of its cell (positive = better, paired interval), and the headline says it per table."""
+    from harness.cli import main
+
+    monkeypatch.chdir(tmp_path)  # no reports/claims or reports/cost here
+    out = tmp_path / "run"
+    assert main(["run", "--limit", "4", "--batch-size", "4", "--methods", "raw_attention", "--baselines",
+                 "--dds", "", "--radii", "0,8", "--gallery", "0", "--threads", "1", "--out", str(out)]) == 0
+    seg = pd.read_csv(out / "segmentation.csv")
+    assert set(seg["method"]) == {"raw_attention", "random_map", "centre_map", "constant_map"}
+    page = (out / "report.html").read_text()
+    for name in ("segmentation", "perturbation", "faithfulness"):
+        assert f"id='{name}_vs_baselines'" in page and f"id='conventions-{name}_vs_baselines'" in page, name
+        assert page.index(f"id='{name}'") < page.index(f"id='{name}_vs_baselines'")
+    md = (out / "report.md").read_text()
+    assert "Segmentation under attack vs the best baseline map at PGD 8/255, 1 method/DDS row:" in md
+    assert "baseline maps (chance level): centre_map, constant_map, random_map" in md
+    margins = _markdown_table(md, "## Segmentation under attack: margin over the best baseline map")
+    assert list(margins["method"]) == ["raw_attention", "raw_attention"]  # baseline maps are not rows here
+    for _, row in margins.iterrows():
+        cell = seg[(seg["radius_255"] == float(row["radius_255"])) & (seg["dds"] == row["dds"])].set_index("method")
+        text = row["mIoU over best baseline"]
+        best = text.rsplit(" vs ", 1)[1]
+        assert cell.loc[best, "mIoU"] == cell.drop("raw_attention")["mIoU"].max()  # mIoU: higher is better
+        assert float(text.split()[0]) == pytest.approx(cell.loc["raw_attention", "mIoU"] - cell.loc[best, "mIoU"],
+                                                       rel=1e-2, abs=1e-2)
+    faith = _markdown_table(md, "## Faithfulness under attack: margin over the best baseline map")
+    assert faith["topk_overlap over best baseline"].str.endswith("vs centre_map").all()  # 1 by construction
+    pert = _markdown_table(md, "## Perturbation tests: margin over the best baseline map")
+    table = pd.read_csv(out / "perturbation.csv")
+    row, cell = pert.iloc[0], table[(table["radius_255"] == 0) & (table["dds"] == "none")].set_index("method")
+    best = row["positive_auc_chefer over best baseline"].rsplit(" vs ", 1)[1]
+    assert cell.loc[best, "positive_auc_chefer"] == cell.drop("raw_attention")["positive_auc_chefer"].min()
+    assert float(row["positive_auc_chefer over best baseline"].split()[0]) == pytest.approx(
+        cell.loc[best, "positive_auc_chefer"] - cell.loc["raw_attention", "positive_auc_chefer"], rel=1e-2, abs=1e-2)

@@ -26,6 +26,8 @@ PAPER_DEPTH = 12
 METHOD_PASSES: dict[str, tuple[int, int]] = {
     "raw_attention": (1, 0), "rollout": (1, 0), "attn_gradcam": (1, 1), "transformer_attribution": (1, 1),
     "generic_attention": (1, 1), "lrp": (1, 1), "partial_lrp": (1, 1), "attribution_rollout": (1, PAPER_DEPTH),
+    # Baseline maps call no network (their perturbation curves still cost forwards).
+    "random_map": (0, 0), "centre_map": (0, 0), "constant_map": (0, 0),
 }
 PERTURBATION_STEPS = 9  # deletion fractions 0.1 .. 0.9, one forward each, positive and negative
 # Paper dataset sizes: ImageNet-Segmentation, Re's 8% subset of ImageNet val.

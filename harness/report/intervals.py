@@ -1,10 +1,12 @@
-"""95% bootstrap intervals over images for the report: of each table cell, and of DDS minus plain.
+"""95% bootstrap intervals over images for the report: of each table cell, of DDS minus plain, and of a
+method minus a baseline map.
 
 Each resampled dataset (images drawn with replacement, `RESAMPLES` times) is scored exactly as the
 tables score the full one: segmentation from summed per-image counts, a perturbation AUC as the
-mean of per-image AUCs (the AUC of the mean curve, the AUC being linear in the curve), top-k overlap
-and prediction columns as means. A delta interval resamples the same images with and without DDS
-(paired), as the claims' intervals do (`harness.claims.uncertainty`).
+mean of per-image AUCs (the AUC of the mean curve, the AUC being linear in the curve; so are the
+insertion/deletion and ROAD AUCs), top-k overlap, max-sensitivity and prediction columns as means.
+A delta interval resamples the same images with and without DDS (paired), as the claims' intervals
+do (`harness.claims.uncertainty`).
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ import pandas as pd
 
 from harness.metrics.registry import get_metric
 from harness.metrics.segmentation import STAT_KEYS, segmentation_from_totals
+from harness.runner.aggregate import EXTRA_CURVES
 
 RESAMPLES = 1000
 LEVEL = 0.95
 SEGMENTATION = ("pixel_accuracy", "mIoU", "mAP")
 NO_DDS = "none"
+# The opt-in metrics' per-image curve columns: metric -> rows column.
+EXTRA_CURVE_COLUMNS = {name: column for column, (name, _) in EXTRA_CURVES.items()}
 
 
 def per_image(rows: pd.DataFrame, metric: str, explained: str = "pred") -> tuple[np.ndarray, str]:
@@ -30,6 +35,11 @@ def per_image(rows: pd.DataFrame, metric: str, explained: str = "pred") -> tuple
     if metric.endswith(("_auc_chefer", "_auc_re")):
         curves = np.asarray(rows[f"{metric.split('_', 1)[0]}_{explained}"].tolist(), dtype=float)
         return np.asarray(get_metric(metric).fn(curves), dtype=float).reshape(-1, 1), "mean"
+    if metric in EXTRA_CURVE_COLUMNS:  # insertion/deletion, ROAD: the AUC of the mean curve = mean per-image AUC
+        curves = np.asarray(rows[EXTRA_CURVE_COLUMNS[metric]].tolist(), dtype=float)
+        return np.asarray(get_metric(metric).fn(curves), dtype=float).reshape(-1, 1), "mean"
+    if metric == "max_sensitivity":
+        return rows[["max_sensitivity"]].to_numpy(dtype=float), "mean"
     raise LookupError(f"no per-image form of {metric!r} for an interval")
 
 
@@ -81,12 +91,22 @@ def delta(rows: pd.DataFrame, metric: str, method: str, variant: str, radius_255
           seed: int = 0) -> tuple[float, float, float, int]:
     """(delta, lo, hi, n images) of `metric` with DDS `variant` minus without, paired over the same images."""
     sel = rows[(rows["method"] == method) & (rows["radius_255"] == radius_255)]
-    a = sel[sel["dds"] == variant].set_index("item_id").sort_index()
-    b = sel[sel["dds"] == NO_DDS].set_index("item_id").sort_index()
-    if a.empty or not a.index.equals(b.index):
+    a, b = sel[sel["dds"] == variant], sel[sel["dds"] == NO_DDS]
+    if a.empty or sorted(a["item_id"]) != sorted(b["item_id"]):
         raise LookupError(f"{method}: the {variant} and {NO_DDS} rows at {radius_255}/255 cover different images")
-    va, kind = per_image(a, metric)
-    vb, _ = per_image(b, metric)
+    return paired_difference(a, b, metric, seed=seed)
+
+
+def paired_difference(a: pd.DataFrame, b: pd.DataFrame, metric: str, explained: str = "pred",
+                      seed: int = 0) -> tuple[float, float, float, int]:
+    """(metric of rows `a` minus of rows `b`, its 95% interval, n images): both scored as the tables score
+    them, the interval from resampling the same images for both (paired). `a` and `b` must cover the same
+    images (`item_id`)."""
+    a, b = a.set_index("item_id").sort_index(), b.set_index("item_id").sort_index()
+    if a.empty or not a.index.equals(b.index):
+        raise LookupError("the two sets of rows cover different images")
+    va, kind = per_image(a, metric, explained)
+    vb, _ = per_image(b, metric, explained)
     n = len(va)
     full = np.ones((1, n))
     point = float(_scores(full, va, kind, metric)[0] - _scores(full, vb, kind, metric)[0])

@@ -23,13 +23,21 @@ PLOTTED = {
     "segmentation": ("pixel_accuracy", "mIoU", "mAP"),
     "perturbation": ("positive_auc_chefer", "negative_auc_chefer"),
     "faithfulness": ("topk_overlap",),
+    # The opt-in tasks' metrics; a run has the columns of the tasks it ran (`plotted`).
+    "extra_metrics": ("insertion_auc", "deletion_auc", "road_morf_auc", "road_lerf_auc", "max_sensitivity"),
 }
 TITLES = {
     "segmentation": "Segmentation of the object by the explanation map",
     "perturbation": "Perturbation test (pixels of the clean image deleted in the map's order)",
     "faithfulness": "FViT faithfulness: clean vs attacked map",
+    "extra_metrics": "Metrics beyond the papers (opt-in tasks)",
 }
 WIDTH_IN, DPI = 12.0, 100  # 1200 px
+
+
+def plotted(name: str, table: pd.DataFrame) -> tuple[str, ...]:
+    """The metrics of table `name` that are plotted and given intervals: PLOTTED's, where `table` has them."""
+    return tuple(m for m in PLOTTED.get(name, ()) if m in table.columns)
 
 
 def figure_title(table: str, metric: str) -> str:
@@ -88,13 +96,13 @@ def plot_tables(
     """(title, PNG path) of every plot the tables support; `intervals` by table name (optional)."""
     out = []
     intervals = intervals or {}
-    for name, metrics in PLOTTED.items():
+    for name in PLOTTED:
         table = tables.get(name)
         if table is None or table.empty:
             continue
         if name == "perturbation" and "explained" in table:
             table = table[table["explained"] == "pred"]
-        for metric in metrics:
+        for metric in plotted(name, table):
             title = figure_title(name, metric)
             path = metric_vs_radius(table, metric, out_dir / f"{metric}_vs_radius.png", title, intervals.get(name))
             out.append((title, path))

@@ -16,7 +16,7 @@ import pandas as pd
 from harness.report import intervals as ci
 from harness.report.gallery import RADIUS_255, MapCollector, compute_gallery, from_collector, render_gallery
 from harness.report.html import Report, build_report, verdict_summary
-from harness.report.plots import PLOTTED, plot_tables
+from harness.report.plots import plot_tables, plotted
 from harness.report.tables import CONVENTIONS, DDS, RADIUS
 from harness.runner.config import ExperimentConfig
 
@@ -26,6 +26,7 @@ HEADINGS = {
     "segmentation": "Segmentation under attack",
     "perturbation": "Perturbation tests",
     "faithfulness": "Faithfulness under attack",
+    "extra_metrics": "Metrics beyond the papers (insertion/deletion, ROAD, max-sensitivity)",
 }
 # The headline's metrics: those the protocol's claims are about (docs/PROTOCOL.md section 1).
 HEADLINE = {
@@ -39,10 +40,24 @@ INTERVAL_NOTE = (
     "In the headline, better / worse = the delta's interval lies wholly on the metric's better / worse side of 0; "
     "within noise = it contains 0."
 )
+BASELINE_NOTE = (
+    "Over the best baseline map (a table after each table, and a line in the headline): the baseline maps are "
+    "random_map (random patch scores seeded by the image), centre_map (one fixed centre bump) and constant_map "
+    "(no content), the chance level of every metric. For each explanation method's row and each plotted metric: "
+    "the method's value minus that of the best baseline map of the same cell (same DDS setting, radius and "
+    "explained class; best = highest for a higher-is-better metric, lowest otherwise), sign-flipped for "
+    "lower-is-better metrics so that positive = better than every baseline map, in the metric's unit (percentage "
+    "points for percent metrics), with a paired 95% bootstrap interval over the same images; `vs` names that "
+    "baseline map; n/a where no baseline map has a value (the constant map has no top-k). above / below = the "
+    "interval lies wholly above / below 0, within noise = it contains 0. A stable map is not a faithful one: the "
+    "centre map is the same for every input, so its top-k overlap is 1 by construction and every method falls "
+    "below it there."
+)
 FILES = {
     "segmentation.md": "segmentation table with its context (also .csv)",
     "perturbation.md": "perturbation AUCs, Chefer's and Re's conventions (also .csv)",
     "faithfulness.md": "top-k overlap and prediction agreement under attack (also .csv)",
+    "extra_metrics.md": "the opt-in tasks' insertion/deletion, ROAD and max-sensitivity (also .csv)",
     "rows.sqlite": "one row per (image, method, DDS variant, radius): the durable, resumable store",
     "config.json": "the exact configuration of the run",
     "verdicts.md": "the claims this run measures, judged on its own images (also .csv)",
@@ -93,7 +108,7 @@ def headline(cfg: ExperimentConfig, rows: pd.DataFrame, tables: dict[str, pd.Dat
     shown = {name: [m for m in metrics if measurable(m)] for name, metrics in HEADLINE.items() if name in tables}
     lines, grid = [], []
     for variant in variants:
-        for method in sorted(rows["method"].unique()):
+        for method in explanation_methods(rows):
             entry = {"DDS": variant, "method": method}
             for metrics in shown.values():
                 for metric in metrics:
@@ -119,6 +134,74 @@ def headline(cfg: ExperimentConfig, rows: pd.DataFrame, tables: dict[str, pd.Dat
     return lines, table
 
 
+def explanation_methods(rows: pd.DataFrame) -> list[str]:
+    """The run's methods other than the baseline maps (all of them when the run has only baseline maps)."""
+    from harness.explainers.registry import baseline_names
+
+    methods = sorted(rows["method"].unique())
+    return [m for m in methods if m not in baseline_names()] or methods
+
+
+def baseline_margins(name: str, rows: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame | None:
+    """Per explanation method's row of `table`: each plotted metric's margin over the best baseline map of the
+    same cell (positive = better, in the metric's unit) with its paired 95% interval, as text, plus hidden
+    `_<metric>` columns (above / below / within noise). None when the table has no baseline map or only those."""
+    from harness.explainers.registry import baseline_names
+    from harness.metrics.registry import higher_is_better
+
+    base = set(baseline_names())
+    present = set(table["method"])
+    if not present & base or not present - base:
+        return None
+    keys = [k for k in ("dds", "radius_255", "explained") if k in table]
+    baselines = table[table["method"].isin(base)]
+    out = []
+    for _, row in table[~table["method"].isin(base)].iterrows():
+        cell = baselines[(baselines[keys] == row[keys]).all(axis=1)]
+        sel = rows[(rows["dds"] == row["dds"]) & (rows["radius_255"] == row["radius_255"])]
+        entry = {"method": row["method"], **{k: row[k] for k in keys}}
+        for metric in plotted(name, table):
+            sign = 1 if higher_is_better(metric) else -1
+            known = cell[cell[metric].notna()]
+            column = f"{metric} over best baseline"
+            if known.empty or pd.isna(row[metric]):
+                entry[column], entry[f"_{metric}"] = "n/a", "n/a"
+                continue
+            best = known.loc[(known[metric] * sign).idxmax(), "method"]
+            d, lo, hi, _ = ci.paired_difference(sel[sel["method"] == row["method"]], sel[sel["method"] == best],
+                                                metric, explained=row.get("explained", "pred"))
+            d, (lo, hi) = sign * d, sorted((sign * lo, sign * hi))
+            entry[column] = f"{d:+.3g} [{lo:+.3g}, {hi:+.3g}] vs {best}"
+            entry[f"_{metric}"] = "above" if lo > 0 else "below" if hi < 0 else "within noise"
+        out.append(entry)
+    return pd.DataFrame(out)
+
+
+def baseline_lines(margins: dict[str, pd.DataFrame], radius: float) -> list[str]:
+    """One sentence per table: at `radius`, for how many (method, DDS) rows each metric is above / below the
+    best baseline map (interval wholly above / below 0) or within noise (perturbation: the predicted class)."""
+    lines = []
+    for name, frame in margins.items():
+        sel = frame[frame["radius_255"] == radius]
+        if "explained" in sel:
+            sel = sel[sel["explained"] == "pred"]
+        if sel.empty:
+            continue
+        parts = []
+        label = sel["method"] + "/" + sel["dds"]
+        for metric in [c[1:] for c in sel.columns if c.startswith("_")]:
+            verdicts = sel[f"_{metric}"]
+            counts = [f"{kind} for {(verdicts == kind).sum()}"
+                      + ("" if kind == "above" else f" ({', '.join(label[verdicts == kind])})")
+                      for kind in ("above", "below", "within noise", "n/a") if (verdicts == kind).any()]
+            parts.append(f"{metric} {', '.join(counts)}")
+        if parts:
+            where = f"at PGD {radius:g}/255" if radius > 0 else "on clean images"
+            count = f"{len(sel)} method/DDS row{'' if len(sel) == 1 else 's'}"
+            lines.append(f"{HEADINGS[name]} vs the best baseline map {where}, {count}: " + "; ".join(parts) + ".")
+    return lines
+
+
 def _with_interval_columns(table: pd.DataFrame, cells: pd.DataFrame, metrics: tuple[str, ...]) -> pd.DataFrame:
     keys = [k for k in ("method", "dds", "radius_255", "explained") if k in table and k in cells]
     merged = table.merge(cells, on=keys, how="left")
@@ -131,12 +214,18 @@ def _with_interval_columns(table: pd.DataFrame, cells: pd.DataFrame, metrics: tu
 
 
 def _intervals(name: str, rows: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
-    metrics = PLOTTED[name]
+    metrics = plotted(name, table)
     if name == "perturbation":
         modes = table["explained"].unique() if "explained" in table else ["pred"]
         parts = [ci.cell_intervals(rows, metrics, explained=m).assign(explained=m) for m in modes]
         return pd.concat(parts, ignore_index=True)
     return ci.cell_intervals(rows, metrics, attacked_only=name == "faithfulness")
+
+
+def _methods_text(rows: pd.DataFrame) -> str:
+    methods = explanation_methods(rows)
+    maps = sorted(set(rows["method"]) - set(methods))
+    return ", ".join(methods) + (f"; baseline maps (chance level): {', '.join(maps)}" if maps else "")
 
 
 def claims_grid(verdicts_csv: Path, cfg: ExperimentConfig) -> tuple[tuple[pd.DataFrame, str] | None, str]:
@@ -269,17 +358,27 @@ def write_run_report(
                 f"commit {code_commit()}"),
         ("Model", cfg.model + (f" ({cfg.weights})" if cfg.weights else "")),
         ("Data", f"{world}: {rows['item_id'].nunique()} images"),
-        ("Methods", ", ".join(sorted(rows["method"].unique()))),
+        ("Methods", _methods_text(rows)),
         ("DDS variants", dds),
         ("Attack radii", ", ".join(f"{float(r):g}/255" for r in cfg.radii_255)
          + " (L-inf, [0,1] pixel units x 255; 0 = clean)"),
         ("Attack", attack_text(cfg)),
         ("Tasks", ", ".join(cfg.tasks)),
     ]
-    tables = {name: (HEADINGS[name], _with_interval_columns(frame, cells[name], PLOTTED[name]))
-              for name, frame in frames.items()}
-    conventions = {"all": (RADIUS, DDS, INTERVAL_NOTE)}
-    conventions.update({name: tuple(c for c in CONVENTIONS[name] if c not in (RADIUS, DDS)) for name in frames})
+    margins = {name: m for name, frame in frames.items() if (m := baseline_margins(name, rows, frame)) is not None}
+    if margins:
+        radius = headline_radius(cfg)
+        lines += baseline_lines(margins, 0.0 if radius is None else radius)
+    tables, conventions = {}, {"all": (RADIUS, DDS, INTERVAL_NOTE, *((BASELINE_NOTE,) if margins else ()))}
+    for name, frame in frames.items():
+        tables[name] = (HEADINGS[name], _with_interval_columns(frame, cells[name], plotted(name, frame)))
+        conventions[name] = tuple(c for c in CONVENTIONS[name] if c not in (RADIUS, DDS))
+        if name in margins:
+            shown = margins[name][[c for c in margins[name].columns if not c.startswith("_")]]
+            tables[f"{name}_vs_baselines"] = (f"{HEADINGS[name]}: margin over the best baseline map", shown)
+            conventions[f"{name}_vs_baselines"] = (
+                "Each method's margin over the best baseline map of its cell, positive = better, in the metric's "
+                "unit [paired 95% interval]; see Conventions: Every table.",)
     claims, claims_note = _claims(cfg, out_dir, rows, claims_dir)
     radius = headline_radius(cfg)
     report = Report(

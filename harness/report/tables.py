@@ -51,6 +51,34 @@ CONVENTIONS: dict[str, tuple[str, ...]] = {
         "smoothed_prediction_agreement: DDS rows only, the smoothed prediction (majority vote over the purified "
         "samples) on the attacked image vs the clean prediction (fraction).",
     ),
+    "extra_metrics": (
+        RADIUS,
+        DDS,
+        "Opt-in metrics beyond the papers (tasks insertion_deletion, road, max_sensitivity; a column is there only "
+        "when its task ran). Every one uses the row's map of the class predicted on the (attacked) input, with the "
+        "row's DDS variant (the perturbation test's `pred` map), whatever explain_classes says.",
+        "insertion_auc, deletion_auc (RISE, Petsiuk et al. 2018; unit prob_trapz, 0..1): the CLEAN image's pixels "
+        "ranked by the map (most relevant first, ties in row-major order); at p = 0, 0.1, ..., 1 (11 points) the "
+        "softmax probability of the class predicted on the (attacked) input, with the top int(H*W*p) pixels set to "
+        "0 in every channel (deletion; lower is better) or put back onto a Gaussian-blurred copy of the clean "
+        "image, kernel 11 px, std 5 px (insertion; higher is better). AUC = trapezoid over p in [0, 1] of the mean "
+        "curve over images (= the mean per-image AUC).",
+        "road_morf_auc, road_lerf_auc (ROAD, Rong et al. 2022, without retraining; unit re_trapz_div8, 0..1): the "
+        "CLEAN image's pixels removed in the map's order, most relevant first (MoRF; lower is better) or least "
+        "relevant first (LeRF; higher is better), each removed pixel imputed as the weighted mean of its 8 "
+        "neighbours (1/6 direct, 1/12 diagonal; one sparse linear system per image and channel) plus Gaussian "
+        "noise of std 0.01 in [0,1] pixel units (seeded by the run seed), clipped to [0, 1]; score = top-1 "
+        "correctness against the label at [clean, 10%..90% removed]; AUC = Re's trapezoid (unit spacing) of the "
+        "mean accuracy at 10%..90% / 8 (the clean point unused; max 1). Needs labelled images.",
+        "max_sensitivity (Yeh et al. 2019; unit relative_l2, a ratio, lower is better): per image, the max over 8 "
+        "points y drawn uniformly from the L-infinity ball of radius 2/255 ([0,1] pixel units; y clipped to "
+        "[0, 1]) around the row's (attacked) input x of ||map(y) - map(x)||_2 / ||map(x)||_2 (Frobenius norms of "
+        "the [0,1]-normalised maps at image resolution; a zero map(x) divides by 1). Every copy explains the class "
+        "predicted on x (under DDS, every purified sample explains that class, with the unit's DDS noise seed); "
+        "the draws are seeded by the run seed. A Monte Carlo lower bound of the max; the table gives the mean "
+        "over images.",
+        "n_images: images in the cell (count).",
+    ),
 }
 
 

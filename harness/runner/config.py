@@ -70,6 +70,9 @@ class DDSSpec:
 class ExperimentConfig:
     """Everything that defines a run.
 
+    methods: explanation methods (empty = every registered one); baselines: add the baseline maps (random,
+    centre, constant: `harness.explainers.baselines`) as rows, the chance level each table is read against
+    (None = only when methods is empty and the attack is pgd; true / false = always / never).
     radii_255: L-inf PGD radii in 1/255 pixel units; topk: the top-k size of FViT's overlap measure
     (a fraction of the map's pixels, or an int count); limit: the first `limit` items (null = all).
     attack: "pgd" (the papers': on the prediction, shared by every method) or "adaptive" (on each
@@ -88,6 +91,7 @@ class ExperimentConfig:
     dataset_root: Name | None = None
     denoiser: Name | None = None
     methods: tuple[Name, ...] = ()
+    baselines: bool | None = None  # add the baseline maps as rows; None = only when `methods` is empty (pgd)
     dds: tuple[DDSSpec, ...] = (DDSSpec(),)
     radii_255: tuple[Number, ...] = (0.0, 2.0, 4.0, 8.0, 16.0, 32.0)
     tasks: tuple[Literal["segmentation", "perturbation", "insertion_deletion", "road", "max_sensitivity"], ...] = (
@@ -169,10 +173,23 @@ class ExperimentConfig:
         """Radii in [0,1] pixel units."""
         return [float(r) / 255.0 for r in self.radii_255]
 
-    def resolved_methods(self) -> tuple[str, ...]:
-        from harness.explainers.registry import names
+    def adds_baselines(self) -> bool:
+        """Whether the run adds the registered baseline maps to its methods: `baselines` when set; by default
+        (None) only for a run of every method (`methods` empty) under the shared PGD attack (the adaptive
+        attack has no differentiable form of a baseline map)."""
+        if self.baselines is not None:
+            return self.baselines
+        return not self.methods and self.attack == "pgd"
 
-        return self.methods or tuple(names())
+    def resolved_methods(self) -> tuple[str, ...]:
+        """The methods the run explains with: `methods` (empty = every registered explanation method), then the
+        baseline maps not already listed when `adds_baselines()`."""
+        from harness.explainers.registry import baseline_names, names
+
+        methods = self.methods or tuple(names())
+        if self.adds_baselines():
+            methods += tuple(b for b in baseline_names() if b not in methods)
+        return methods
 
     def identity_dict(self) -> dict[str, Any]:
         """The normalised fields that change per-unit results (not `name`, `limit` nor `device`:
@@ -181,6 +198,7 @@ class ExperimentConfig:
         for key in ("name", "limit", "device"):
             data.pop(key)
         data["methods"] = list(self.resolved_methods())
+        data.pop("baselines")  # its whole effect is in the resolved methods
         # Options added later hash only when set, so existing stores keep their hash.
         if data.get("denoiser_dtype") == "float32":
             data.pop("denoiser_dtype")

@@ -21,6 +21,7 @@ TITLES = {
     "segmentation": "Segmentation (explanation map vs object mask), without and with DDS",
     "perturbation": "Perturbation tests (pixels of the clean image deleted by the map's ranking)",
     "faithfulness": "FViT faithfulness under attack (clean vs attacked explanation)",
+    "extra_metrics": "Metrics beyond the papers: insertion/deletion, ROAD, max-sensitivity (opt-in tasks)",
 }
 
 
@@ -80,7 +81,9 @@ def write_tables(cfg: ExperimentConfig, out_dir: Path, rows: pd.DataFrame) -> di
     ]
     paths = {}
     for name, table in all_tables(rows).items():
-        _, md = write_table(table, out_dir, name, TITLES[name], CONVENTIONS[name], context)
+        # The opt-in metrics are mostly in [0, 1] (max-sensitivity ratios often below 0.1): 3 decimals.
+        floatfmt = ".3f" if name == "extra_metrics" else ".2f"
+        _, md = write_table(table, out_dir, name, TITLES[name], CONVENTIONS[name], context, floatfmt)
         paths[name] = md
     return paths
 
