@@ -20,13 +20,14 @@ import torch
 from tqdm.auto import tqdm
 
 from harness.attacks.adaptive import adaptive_attack
+from harness.attacks.differentiable import attack_form
 from harness.attacks.pgd import pgd_linf
 from harness.data.item import CorruptItemError
 from harness.data.registry import get_dataset
 from harness.explainers.registry import get_explainer
 from harness.metrics.extra import extra_metric_columns
 from harness.metrics.faithfulness import topk_overlap
-from harness.metrics.perturbation import perturbation_correctness
+from harness.metrics.perturbation import deletion_order, perturbation_correctness
 from harness.metrics.segmentation import segmentation_stats
 from harness.models.classifier import ViTClassifier
 from harness.models.denoiser import Denoiser, load_denoiser
@@ -147,6 +148,25 @@ class PurifiedCache:
         return votes.argmax(1)  # argmax returns the first maximum: the lowest class among ties
 
 
+class PerturbationCache:
+    """The perturbation curves of one chunk's clean images, by the deletion order of the whole batch.
+
+    The curves depend on a map only through the order it deletes pixels in, so a unit whose maps order
+    every pixel as an earlier unit's did (the identity 'DDS' beside the plain method, a constant baseline
+    map with and without DDS) gets that unit's curves, computed on the same batch, bit for bit.
+    """
+
+    def __init__(self, model: ViTClassifier, clean: torch.Tensor, labels: torch.Tensor) -> None:
+        self.model, self.clean, self.labels = model, clean, labels
+        self._store: dict[tuple[bool, bytes], torch.Tensor] = {}
+
+    def correctness(self, maps: torch.Tensor, positive: bool) -> torch.Tensor:
+        key = (positive, deletion_order(maps, positive).cpu().numpy().tobytes())
+        if key not in self._store:
+            self._store[key] = perturbation_correctness(self.model, self.clean, maps, self.labels, positive)
+        return self._store[key]
+
+
 def _unit_rows(
     cfg: ExperimentConfig,
     model: ViTClassifier,
@@ -162,6 +182,7 @@ def _unit_rows(
     cache: PurifiedCache,
     tag: str,
     trials: torch.Tensor | None = None,
+    curves: PerturbationCache | None = None,
 ) -> tuple[list[dict], torch.Tensor]:
     """Rows of one unit, and the maps of the predicted class (the clean maps when radius is 0)."""
     rows = [
@@ -182,7 +203,8 @@ def _unit_rows(
     if "perturbation" in cfg.tasks:
         for mode in cfg.explain_classes:
             for positive in (True, False):
-                correct = perturbation_correctness(model, clean, maps[mode], labels, positive)
+                correct = (curves.correctness(maps[mode], positive) if curves is not None
+                           else perturbation_correctness(model, clean, maps[mode], labels, positive))
                 name = f"{'positive' if positive else 'negative'}_{mode}"
                 for k, row in enumerate(rows):
                     row[name] = [float(v) for v in correct[k]]
@@ -198,14 +220,23 @@ def _unit_rows(
 
 
 def _adaptive(cfg: ExperimentConfig, model: ViTClassifier, clean: torch.Tensor, radius: float, method: str,
-              explainer, seed: int) -> torch.Tensor:
-    """The adaptive attack on `method`'s map, through the unit's DDS variant (with EOT) when it has one."""
+              explainer, seed: int, done: dict[tuple, torch.Tensor]) -> torch.Tensor:
+    """The adaptive attack on `method`'s map, through the unit's DDS variant (with EOT) when it has one.
+
+    A method attacked through a surrogate (`attack_form`) gets the very attack of the method it stands in for
+    (same differentiable form, inputs and seed): `done` keeps each attacked batch by what determines it."""
     smoothed = isinstance(explainer, SmoothedExplainer)
-    return adaptive_attack(
-        model, clean, radius, method=method, denoiser=explainer.denoiser if smoothed else None,
-        variant=explainer.variant if smoothed else None, sigma=explainer.sigma if smoothed else None,
-        eot_samples=cfg.eot_samples, steps=cfg.attack_steps, loss=cfg.adaptive_loss, topk=cfg.topk, seed=seed,
-    )
+    variant, sigma = (explainer.variant, explainer.sigma) if smoothed else (None, None)
+    form = attack_form(method)[1]
+    key = (form.removeprefix("surrogate:") if form != "exact" else method, variant, sigma,
+           id(explainer.denoiser) if smoothed else None, seed, radius)
+    if key not in done:
+        done[key] = adaptive_attack(
+            model, clean, radius, method=method, denoiser=explainer.denoiser if smoothed else None,
+            variant=variant, sigma=sigma, eot_samples=cfg.eot_samples, steps=cfg.attack_steps,
+            loss=cfg.adaptive_loss, topk=cfg.topk, seed=seed,
+        )
+    return done[key]
 
 
 def _run_chunk(
@@ -233,9 +264,11 @@ def _run_chunk(
     # Clean maps (seeded as the radius-0 unit) are the reference of the top-k overlap.
     clean_maps: dict[tuple[str, str], torch.Tensor] = {}
     cache = PurifiedCache()
+    curves = PerturbationCache(model, clean, labels)
     clean_seed = unit_seed(cfg.seed, chunk, 0.0)
     per_trial = {d.variant for d in cfg.dds if d.attack_per_trial}
     trial_attacks: dict[tuple[float, int], torch.Tensor] = {}
+    adaptive_attacks: dict[tuple, torch.Tensor] = {}
 
     def trials_of(explainer, radius_255: float, radius: float, adv: torch.Tensor, seed: int) -> torch.Tensor | None:
         """FViT's notebook (attack_per_trial): one PGD attack per trial, (B*m) image-major; trial 0 = `adv`."""
@@ -272,13 +305,14 @@ def _run_chunk(
             base = {"method": method, "dds": variant, "radius_255": float(radius_255)}
             tag = f"r{float(radius_255)}"
             if not shared:  # the adaptive attack targets this unit's own (smoothed) map
-                adv = _adaptive(cfg, model, clean, radius, method, explainer, seed)
+                adv = _adaptive(cfg, model, clean, radius, method, explainer, seed, adaptive_attacks)
                 with torch.no_grad():
                     pred = model(adv).argmax(1)
                 tag += f"-{method}-{variant}"
             trials = trials_of(explainer, radius_255, radius, adv, seed) if shared else None
             rows, maps = _unit_rows(
-                cfg, model, explainer, items, clean, adv, labels, clean_pred, pred, ref, base, cache, tag, trials
+                cfg, model, explainer, items, clean, adv, labels, clean_pred, pred, ref, base, cache, tag, trials,
+                curves,
             )
             if radius_255 == 0:
                 clean_maps[(method, variant)] = maps
