@@ -21,10 +21,18 @@ EXPECTATIONS = load_expectations()
 CLAIMS = load_claims()
 
 
+# Embedded claims measured in an experiment of their own (claims/conftest.py), by control; the rest share
+# `embedded_tables`. noise_only is a finding, not a negative control: its experiment runs with -m slow.
+EMBEDDED_FIXTURE = {"baseline_maps": "embedded_baseline_tables", "noise_only": "embedded_noise_only_tables"}
+SLOW_CONTROLS = ("noise_only",)
+
+
 def _param(claim: Claim):
     marks = [pytest.mark.claim]
     if claim.world == "paper":
         marks.append(pytest.mark.gpu)
+    if claim.control in SLOW_CONTROLS:
+        marks.append(pytest.mark.slow)
     return pytest.param(claim, id=claim.id, marks=marks)
 
 
@@ -48,7 +56,7 @@ def test_claim(claim: Claim, request):
     elif claim.world == "paper":
         tables = request.getfixturevalue("paper_tables")(DATASET_OF.get(claim.dataset, claim.dataset))
     else:
-        tables = request.getfixturevalue("embedded_tables")
+        tables = request.getfixturevalue(EMBEDDED_FIXTURE.get(claim.control, "embedded_tables"))
     verdict = evaluate(claim, tables)
     decision = decide(verdict, EXPECTATIONS)
     print(decision.message)
