@@ -90,8 +90,11 @@ def _reason(row: dict) -> str:
     return f"DDS moves {metric} the other way than claimed, beyond sampling noise (CI {row['delta_ci95']})"
 
 
-def draft_expectations(verdicts_csv: str | Path, keep: dict[str, Expected] | None = None) -> str:
-    """expectations.yaml text for every non-control claim of a verdict table that was not held.
+def draft_expectations(verdicts_csv: str | Path, keep: dict[str, Expected] | None = None,
+                       registered: set[str] | None = None) -> str:
+    """expectations.yaml text for every non-control claim of a verdict table that was not held and is in the
+    claims registry (`registered`: its ids, None = claims/claims.yaml's; the beyond-the-papers checks of
+    claims/test_beyond.py carry their own expectations).
 
     Measured strings come from the table; a claim already listed with the same outcome keeps its reason.
     """
@@ -99,9 +102,10 @@ def draft_expectations(verdicts_csv: str | Path, keep: dict[str, Expected] | Non
 
     table = pd.read_csv(verdicts_csv, keep_default_na=False, na_values=[""])
     keep = keep or {}
-    from harness.claims.registry import load_claims
+    if registered is None:
+        from harness.claims.registry import load_claims
 
-    registered = {c.id for c in load_claims()}  # the beyond-the-papers checks carry their own expectations
+        registered = {c.id for c in load_claims()}
     todo = table[(table["control"].fillna("") == "") & table["claim"].isin(registered)
                  & table["outcome"].isin(["contradicted", "inconclusive", "vacuous"])]
     entries = {}
