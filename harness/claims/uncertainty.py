@@ -13,6 +13,7 @@ error (normal approximation), named as such wherever it is shown.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -54,10 +55,14 @@ def aggregate(metric: str, counts: np.ndarray, values: np.ndarray, kind: str) ->
         return np.where(n > 0, totals / np.where(n > 0, n, 1.0), np.nan)
 
 
+@functools.lru_cache(maxsize=16)
 def resample_counts(n: int, resamples: int = RESAMPLES, seed: int = 0) -> np.ndarray:
-    """(resamples, n) multinomial draw counts of a paired bootstrap over n images."""
+    """(resamples, n) multinomial draw counts of a paired bootstrap over n images (read-only: the same
+    draws serve every claim judged on n images, computed once)."""
     rng = np.random.default_rng(seed)
-    return rng.multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(float)
+    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(float)
+    counts.setflags(write=False)
+    return counts
 
 
 def bootstrap_statistics(
