@@ -171,9 +171,11 @@ def test_plain_claims_need_no_denoiser(monkeypatch):
 
 def test_claims_gpu_path_runs_on_cpu_as_a_smoke_run(paper_env, tmp_path):
     """`pytest claims -m gpu` with the files present: the claim is measured (not skipped) on the CPU, and
-    the verdict table says it is a smoke run. Random weights: a value claim may fail, so exit 1 is fine."""
+    the verdict table says it is a smoke run. Random weights: a value claim may fail, so exit 1 is fine.
+    The DDS claim is measured in one of the smallest experiments (Re's DDS, 1 method, radius 0: 2 units instead of the
+    32 of FViT's segmentation group); each shipped config with every variant and an attack runs above."""
     tree = _claims_tree(tmp_path)
-    dds_id = "paper-fvit-1-transformer_attribution-mIoU"
+    dds_id = "re2025-dev_run_760-transformer_attribution-re-r0-positive_auc"
     verdicts = _claims(tree, paper_env, dds_id).set_index("claim")
     column = "outcome" if "outcome" in verdicts else "verdict"
     assert verdicts.loc[dds_id, column] != "skipped" and pd.notna(verdicts.loc[dds_id, "measured"])

@@ -20,6 +20,8 @@ from pathlib import Path
 import yaml
 
 CLAIMS_FILE = Path(__file__).resolve().parents[2] / "claims" / "claims.yaml"
+# libyaml's loader when PyYAML was built with it (same documents, ~8x faster on the 12k-line registry).
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 LEVEL_RELATIONS = ("dds >= none", "dds <= none")
 DROP_RELATION = "dds drop < none drop"
 WORK_RELATION = "dds work > none work"
@@ -90,11 +92,27 @@ class Claim:
         return asdict(self)
 
 
+# The last parsed registry by (resolved path, file text): reading and comparing the text costs ~1 ms, so a
+# file rewritten on disk (however soon, whatever its size) is parsed again.
+_CACHE: dict[tuple[str, str], tuple[Claim, ...]] = {}
+
+
 def load_claims(path: str | Path = CLAIMS_FILE) -> list[Claim]:
+    """The claims of `path`, in file order (a new list each call; Claim is frozen, so the claims are shared)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"claims registry {path} is missing; regenerate it with `fvit-bench claims build`")
-    data = yaml.safe_load(path.read_text())
+    text = path.read_text()
+    key = (str(path.resolve()), text)
+    if key not in _CACHE:
+        claims = tuple(_parse(path, text))
+        _CACHE.clear()  # one registry at a time
+        _CACHE[key] = claims
+    return list(_CACHE[key])
+
+
+def _parse(path: Path, text: str) -> list[Claim]:
+    data = yaml.load(text, Loader=_YAML_LOADER)
     claims = [Claim(**entry) for entry in data["claims"]]
     ids = [c.id for c in claims]
     dupes = {i for i in ids if ids.count(i) > 1}
