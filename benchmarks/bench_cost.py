@@ -27,7 +27,12 @@ SAMPLES = 1
 THREADS = int(os.environ.get("FVIT_BENCH_THREADS", "1"))
 ATTACK_RADIUS = 8 / 255  # L-inf, pixel units
 SETTINGS = CostSettings(
-    images=1, batch_size=1, repeats=1, warmup=True, sigma=SIGMA, samples=SAMPLES,
+    images=1,
+    batch_size=1,
+    repeats=1,
+    warmup=True,
+    sigma=SIGMA,
+    samples=SAMPLES,
     carbon_intensity_g_per_kwh=WORLD_AVERAGE_G_PER_KWH,
 )
 

@@ -45,8 +45,16 @@ def _session_identity() -> dict[str, str]:
     import subprocess
 
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent, timeout=10).stdout.strip() or "unknown"
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"],
+                capture_output=True,
+                text=True,
+                cwd=Path(__file__).parent,
+                timeout=10,
+            ).stdout.strip()
+            or "unknown"
+        )
     except (OSError, subprocess.SubprocessError):
         commit = "unknown"
     return {"commit": commit, "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")}
@@ -82,7 +90,8 @@ def record_skip(claim: Claim, reason: str) -> None:
 
 def _provenance() -> list[str]:
     return [f"Run: commit {_SESSION['commit']}, {_SESSION['date']}."] + [
-        f"Experiment {name}: {text}." for name, text in sorted(_RUNS.items())]
+        f"Experiment {name}: {text}." for name, text in sorted(_RUNS.items())
+    ]
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -94,10 +103,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     table = verdict_table(list(_VERDICTS.values()))
     header, control_lines = outcome_counts(table)
     write_table(
-        table, VERDICT_DIR, "verdicts", "Claim verdicts", CONVENTIONS,
+        table,
+        VERDICT_DIR,
+        "verdicts",
+        "Claim verdicts",
+        CONVENTIONS,
         context=[
-            f"Claims (controls excluded): {header}.", *control_lines, *_provenance(),
-            f"pytest exit status: {int(exitstatus)}", *SMOKE_NOTES,
+            f"Claims (controls excluded): {header}.",
+            *control_lines,
+            *_provenance(),
+            f"pytest exit status: {int(exitstatus)}",
+            *SMOKE_NOTES,
         ],
     )
 
@@ -117,10 +133,15 @@ def _analogue_tables(tmp_path_factory, cache_env: str, **settings) -> dict[str, 
         run_experiment(cfg, out, progress=False)
     rows = load_rows(out, cfg)
     n = rows["item_id"].nunique()
-    _RUNS[cfg.name] = (f"config hash {cfg.config_hash()}, {n} images, {EMBEDDED_THREADS} threads, "
-                       f"DDS {', '.join(d.variant for d in cfg.dds)}")
-    return {**all_tables(rows), "rows": rows, "run": {"name": cfg.name, "config_hash": cfg.config_hash(),
-                                                      "n_images": n}}
+    _RUNS[cfg.name] = (
+        f"config hash {cfg.config_hash()}, {n} images, {EMBEDDED_THREADS} threads, "
+        f"DDS {', '.join(d.variant for d in cfg.dds)}"
+    )
+    return {
+        **all_tables(rows),
+        "rows": rows,
+        "run": {"name": cfg.name, "config_hash": cfg.config_hash(), "n_images": n},
+    }
 
 
 def _carlini():
@@ -136,9 +157,15 @@ def embedded_tables(tmp_path_factory):
     from harness.claims.build import METHODS
     from harness.runner.config import DDSSpec
 
-    return _analogue_tables(tmp_path_factory, "FVIT_CLAIMS_CACHE", name="claims-embedded",
-                            dds=(_carlini(), DDSSpec("identity")), methods=METHODS,
-                            tasks=("segmentation", "perturbation"), limit=EMBEDDED_IMAGES)
+    return _analogue_tables(
+        tmp_path_factory,
+        "FVIT_CLAIMS_CACHE",
+        name="claims-embedded",
+        dds=(_carlini(), DDSSpec("identity")),
+        methods=METHODS,
+        tasks=("segmentation", "perturbation"),
+        limit=EMBEDDED_IMAGES,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -147,9 +174,15 @@ def embedded_baseline_tables(tmp_path_factory):
     carlini DDS: the baseline_maps negative controls (same images, seeds and attack as embedded_tables)."""
     from harness.claims.build import BASELINE_MAPS
 
-    return _analogue_tables(tmp_path_factory, "FVIT_CLAIMS_CACHE_BASELINES", name="claims-embedded-baselines",
-                            dds=(_carlini(),), methods=BASELINE_MAPS, tasks=("segmentation", "perturbation"),
-                            limit=EMBEDDED_IMAGES)
+    return _analogue_tables(
+        tmp_path_factory,
+        "FVIT_CLAIMS_CACHE_BASELINES",
+        name="claims-embedded-baselines",
+        dds=(_carlini(),),
+        methods=BASELINE_MAPS,
+        tasks=("segmentation", "perturbation"),
+        limit=EMBEDDED_IMAGES,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -160,8 +193,15 @@ def embedded_noise_only_tables(tmp_path_factory):
     from harness.runner.config import DDSSpec
 
     dds = (DDSSpec("noise_only", sigma=EMBEDDED_SIGMA, samples=EMBEDDED_SAMPLES),)
-    return _analogue_tables(tmp_path_factory, "FVIT_CLAIMS_CACHE_NOISE_ONLY", name="claims-embedded-noise-only",
-                            dds=dds, methods=METHODS, tasks=("segmentation", "perturbation"), limit=EMBEDDED_IMAGES)
+    return _analogue_tables(
+        tmp_path_factory,
+        "FVIT_CLAIMS_CACHE_NOISE_ONLY",
+        name="claims-embedded-noise-only",
+        dds=dds,
+        methods=METHODS,
+        tasks=("segmentation", "perturbation"),
+        limit=EMBEDDED_IMAGES,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -169,9 +209,17 @@ def embedded_adaptive_tables(tmp_path_factory):
     """The embedded analogue under the adaptive attack on each map (top-k loss, 4 noise draws per step)."""
     from harness.claims.build import ADAPTIVE_METHODS
 
-    return _analogue_tables(tmp_path_factory, "FVIT_CLAIMS_CACHE_ADAPTIVE", name="claims-embedded-adaptive",
-                            methods=ADAPTIVE_METHODS, tasks=("segmentation",), attack="adaptive",
-                            adaptive_loss="topk", eot_samples=4, limit=ADAPTIVE_IMAGES)
+    return _analogue_tables(
+        tmp_path_factory,
+        "FVIT_CLAIMS_CACHE_ADAPTIVE",
+        name="claims-embedded-adaptive",
+        methods=ADAPTIVE_METHODS,
+        tasks=("segmentation",),
+        attack="adaptive",
+        adaptive_loss="topk",
+        eot_samples=4,
+        limit=ADAPTIVE_IMAGES,
+    )
 
 
 def _selected_paper_groups(session: pytest.Session) -> set[tuple[str, str, str]]:
@@ -216,8 +264,11 @@ def paper_tables(request):
     def get(dataset: str) -> dict[str, pd.DataFrame]:
         if dataset not in cache:
             if not torch.cuda.is_available():
-                warnings.warn("paper-scale claims are running on the CPU (no CUDA device): expect hours at full "
-                              "size; set FVIT_CLAIMS_LIMIT for a smoke run", stacklevel=2)
+                warnings.warn(
+                    "paper-scale claims are running on the CPU (no CUDA device): expect hours at full "
+                    "size; set FVIT_CLAIMS_LIMIT for a smoke run",
+                    stacklevel=2,
+                )
             frames = []
             for group in sorted(g for g in groups if g[1] == dataset):
                 cfg = paper_config(claims, group, **smoke)
@@ -226,7 +277,8 @@ def paper_tables(request):
                 frames.append(load_rows(out, cfg))
             # The plain rows of a (method, radius) can come from several groups: identical (same seeds), keep one.
             rows = pd.concat(frames, ignore_index=True).drop_duplicates(
-                subset=["item_id", "method", "dds", "radius_255"], ignore_index=True)
+                subset=["item_id", "method", "dds", "radius_255"], ignore_index=True
+            )
             cache[dataset] = {**all_tables(rows), "rows": rows}
         return cache[dataset]
 
@@ -256,12 +308,18 @@ def cost_tables():
             if world == "embedded":
                 model, denoiser, origin = embedded_models()
                 images = embedded_images(COST_IMAGES)
-                settings = CostSettings(images=COST_IMAGES, batch_size=COST_IMAGES, sigma=EMBEDDED_SIGMA,
-                                        samples=EMBEDDED_SAMPLES)
+                settings = CostSettings(
+                    images=COST_IMAGES, batch_size=COST_IMAGES, sigma=EMBEDDED_SIGMA, samples=EMBEDDED_SAMPLES
+                )
                 table = cost_table(model, denoiser, images, variants=("carlini",), settings=settings)
                 # The identity control at its own m = 1: a DDS that adds no work must fail the work claim.
-                control = cost_table(model, denoiser, images, variants=("identity",),
-                                     settings=CostSettings(images=COST_IMAGES, batch_size=COST_IMAGES))
+                control = cost_table(
+                    model,
+                    denoiser,
+                    images,
+                    variants=("identity",),
+                    settings=CostSettings(images=COST_IMAGES, batch_size=COST_IMAGES),
+                )
                 table = pd.concat([table, control[control["dds"] == "identity"]], ignore_index=True)
             else:
                 import torch
@@ -269,10 +327,14 @@ def cost_tables():
                 model, denoiser = paper_architecture_models("cuda")
                 origin = "paper architectures, random weights"
                 images = torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(0)).cuda()
-                table = cost_table(model, denoiser, images, variants=("re",),
-                                   settings=CostSettings(images=2, batch_size=1))
-            write_cost_report(table, VERDICT_DIR / f"cost-{world}",
-                              (f"Measured for the {world} cost claims (re-4); models: {origin}.",))
+                table = cost_table(
+                    model, denoiser, images, variants=("re",), settings=CostSettings(images=2, batch_size=1)
+                )
+            write_cost_report(
+                table,
+                VERDICT_DIR / f"cost-{world}",
+                (f"Measured for the {world} cost claims (re-4); models: {origin}.",),
+            )
             cache[world] = {"cost": table}
         return cache[world]
 

@@ -49,8 +49,10 @@ def embedded():
 def _certified_params():
     from harness.explainers.builtin import BUILTIN_METHODS
 
-    return [pytest.param(m, marks=[pytest.mark.claim] + ([] if m == "rollout" else [pytest.mark.slow]))
-            for m in BUILTIN_METHODS]
+    return [
+        pytest.param(m, marks=[pytest.mark.claim] + ([] if m == "rollout" else [pytest.mark.slow]))
+        for m in BUILTIN_METHODS
+    ]
 
 
 @pytest.mark.parametrize("method", _certified_params())
@@ -64,17 +66,30 @@ def test_certified_topk_region(method, embedded):
     with _threads(EMBEDDED_THREADS):
         check = certified_region_check(model, images, setup, n0=8, n=64, alpha=0.05, overlap=0.5)
     print(check.table.to_string())
-    write_table(check.table, VERDICT_DIR / "beyond", f"certified-{method}", f"Certified top-k region: {method}", (
-        f"{BOUND_NAME}; noise_only smoothing, sigma {CERT_SIGMA:.4f} ([0, 1] pixel std), n0 = 8, n = 64, alpha 0.05.",
-        "Radii and attack_l2: L2 norms in [0, 1] pixel units. k: top-k entries of the 64x64 map (10%).",
-        "certified_overlap_at_attack: lower bound of the smoothed top-k overlap at the attack radius; "
-        "empirical_overlap: Monte Carlo majority sets at x and x_adv (fractions of k).",
-        "point/significant_breaks: certified entries (and the prediction) lost at x_adv.",
-    ), floatfmt=".4g")
+    write_table(
+        check.table,
+        VERDICT_DIR / "beyond",
+        f"certified-{method}",
+        f"Certified top-k region: {method}",
+        (
+            f"{BOUND_NAME}; noise_only smoothing, sigma {CERT_SIGMA:.4f} ([0, 1] pixel std), n0 = 8, n = 64, "
+            "alpha 0.05.",
+            "Radii and attack_l2: L2 norms in [0, 1] pixel units. k: top-k entries of the 64x64 map (10%).",
+            "certified_overlap_at_attack: lower bound of the smoothed top-k overlap at the attack radius; "
+            "empirical_overlap: Monte Carlo majority sets at x and x_adv (fractions of k).",
+            "point/significant_breaks: certified entries (and the prediction) lost at x_adv.",
+        ),
+        floatfmt=".4g",
+    )
     claim = beyond_claim(
         f"embedded-beyond-certified-topk-{method}",
         "L2 attacks within the certified top-k radius (overlap 0.5 and the prediction) break nothing certified",
-        method, "noise_only", "l2-pgd-eot", "certified_break_rate", "fraction", 0.0,
+        method,
+        "noise_only",
+        "l2-pgd-eot",
+        "certified_break_rate",
+        "fraction",
+        0.0,
         f"{BOUND_NAME} (Cohen, Rosenfeld, Kolter, ICML 2019, Theorem 1 and CERTIFY); FViT's own Algorithm 2 "
         "bound could not be read",
     )
@@ -89,8 +104,10 @@ def test_certified_topk_region(method, embedded):
 def _randomisation_params():
     from harness.explainers.builtin import BUILTIN_METHODS
 
-    return [pytest.param(m, marks=[pytest.mark.claim] + ([pytest.mark.slow] if m in SLOW_RANDOMISATION else []))
-            for m in BUILTIN_METHODS]
+    return [
+        pytest.param(m, marks=[pytest.mark.claim] + ([pytest.mark.slow] if m in SLOW_RANDOMISATION else []))
+        for m in BUILTIN_METHODS
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +133,12 @@ def test_model_randomisation(method, mode, randomisation_tables):
     claim = beyond_claim(
         f"embedded-beyond-randomisation-{mode}-{method}",
         f"{method}'s map changes under {mode} model randomisation (Spearman rho < {RANDOMISATION_THRESHOLD})",
-        method, "none", f"{mode}-randomisation", "spearman_rho_minus_threshold", "rho", 0.0,
+        method,
+        "none",
+        f"{mode}-randomisation",
+        "spearman_rho_minus_threshold",
+        "rho",
+        0.0,
         "Adebayo et al., Sanity Checks for Saliency Maps, NeurIPS 2018",
     )
     measured = None if delta is None else delta + RANDOMISATION_THRESHOLD
@@ -138,18 +160,37 @@ def test_model_randomisation(method, mode, randomisation_tables):
 
 
 @pytest.mark.claim
-@pytest.mark.parametrize(("baseline", "expected"), [("centre_map", "contradicted"), ("random_map", "contradicted"),
-                                                     ("constant_map", "vacuous")])
+@pytest.mark.parametrize(
+    ("baseline", "expected"),
+    [("centre_map", "contradicted"), ("random_map", "contradicted"), ("constant_map", "vacuous")],
+)
 def test_model_randomisation_negative_controls(baseline, expected, randomisation_tables):
     """The check can fail: maps that ignore the model survive randomisation (or are constant)."""
     table = randomisation_tables(baseline)
     delta, ci, status, reason = randomisation_verdict(table, "cascading")
     claim = beyond_claim(
-        f"embedded-beyond-randomisation-control-{baseline}", f"negative control: {baseline} ignores the weights",
-        baseline, "none", "cascading-randomisation", "spearman_rho_minus_threshold", "rho", 0.0,
-        "Adebayo et al., Sanity Checks for Saliency Maps, NeurIPS 2018", control=baseline,
+        f"embedded-beyond-randomisation-control-{baseline}",
+        f"negative control: {baseline} ignores the weights",
+        baseline,
+        "none",
+        "cascading-randomisation",
+        "spearman_rho_minus_threshold",
+        "rho",
+        0.0,
+        "Adebayo et al., Sanity Checks for Saliency Maps, NeurIPS 2018",
+        control=baseline,
     )
     n = int(table["image"].nunique())
-    record(Verdict(claim, status, measured=None if delta is None else delta + RANDOMISATION_THRESHOLD, delta=delta,
-                   interval=ci, n_images=n, reason=reason), "passed" if status == expected else "failed")
+    record(
+        Verdict(
+            claim,
+            status,
+            measured=None if delta is None else delta + RANDOMISATION_THRESHOLD,
+            delta=delta,
+            interval=ci,
+            n_images=n,
+            reason=reason,
+        ),
+        "passed" if status == expected else "failed",
+    )
     assert status == expected, f"{baseline}: expected {expected}, got {status} ({reason})"

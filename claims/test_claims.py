@@ -60,8 +60,12 @@ def test_claim(claim: Claim, request):
     verdict = evaluate(claim, tables)
     decision = decide(verdict, EXPECTATIONS)
     print(decision.message)
-    record(verdict, {"pass": "passed", "xfail": "xfailed", "fail": "failed"}[decision.action],
-           "" if decision.action == "pass" else decision.message.rsplit(" -- ", 1)[-1], tables.get("run"))
+    record(
+        verdict,
+        {"pass": "passed", "xfail": "xfailed", "fail": "failed"}[decision.action],
+        "" if decision.action == "pass" else decision.message.rsplit(" -- ", 1)[-1],
+        tables.get("run"),
+    )
     if decision.action == "xfail":
         pytest.xfail(decision.message)
     if decision.action == "fail":

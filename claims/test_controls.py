@@ -18,8 +18,11 @@ from harness.claims.registry import load_claims
 
 @pytest.mark.claim
 def test_identity_dds_fails_every_embedded_relation_claim(embedded_tables, cost_tables):
-    claims = [c for c in load_claims() if c.world == "embedded" and c.kind == "relation" and not c.control
-              and c.attack != "adaptive_topk_eot4"]
+    claims = [
+        c
+        for c in load_claims()
+        if c.world == "embedded" and c.kind == "relation" and not c.control and c.attack != "adaptive_topk_eot4"
+    ]
     assert len(claims) >= 80
     passed = []
     for claim in claims:

@@ -56,8 +56,10 @@ CERTIFIABLE: dict[str, Rest] = {
     "noise_only": lambda d, z, s, g: z.clamp(0.0, 1.0),
     "carlini": lambda d, z, s, g: _need(d, "carlini").denoise_one_shot(z, s),
     "re": lambda d, z, s, g: _need(d, "re").fvit_denoise(z, s, g),
-    "fvit": lambda d, z, s, g: (_need(d, "fvit").fvit_denoise(z, s, g, add_noise=False, clip=False)
-                                + s * torch.randn(z.shape, generator=g, device=z.device, dtype=z.dtype)).clamp(0, 1),
+    "fvit": lambda d, z, s, g: (
+        _need(d, "fvit").fvit_denoise(z, s, g, add_noise=False, clip=False)
+        + s * torch.randn(z.shape, generator=g, device=z.device, dtype=z.dtype)
+    ).clamp(0, 1),
 }
 
 
@@ -65,8 +67,9 @@ def rest_of(variant: str) -> Rest:
     try:
         return CERTIFIABLE[variant]
     except KeyError:
-        raise ValueError(f"DDS variant {variant!r} draws no Gaussian input noise to certify with; certifiable: "
-                         f"{sorted(CERTIFIABLE)}") from None
+        raise ValueError(
+            f"DDS variant {variant!r} draws no Gaussian input noise to certify with; certifiable: {sorted(CERTIFIABLE)}"
+        ) from None
 
 
 def clopper_pearson_lower(successes: np.ndarray, trials: int, alpha: float) -> np.ndarray:
@@ -96,8 +99,10 @@ class SmoothingSetup:
         if not 0.0 < self.sigma <= 1.0:
             raise ValueError(f"sigma={self.sigma} must be a pixel-space std in (0, 1]")
         if self.variant != "noise_only" and _need(self.denoiser, self.variant).sample_size != model.image_size:
-            raise ValueError("the certificate needs i.i.d. pixel noise at the denoiser's resolution: the denoiser "
-                             f"is {self.denoiser.sample_size}px, the model {model.image_size}px")
+            raise ValueError(
+                "the certificate needs i.i.d. pixel noise at the denoiser's resolution: the denoiser "
+                f"is {self.denoiser.sample_size}px, the model {model.image_size}px"
+            )
 
     def purified(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         z = x + self.sigma * torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
@@ -155,8 +160,13 @@ class TopkCertificate:
 
 
 def certify_topk(
-    model: ViTClassifier, images: torch.Tensor, setup: SmoothingSetup, n0: int = 8, n: int = 64,
-    alpha: float = 0.05, seed: int = 0,
+    model: ViTClassifier,
+    images: torch.Tensor,
+    setup: SmoothingSetup,
+    n0: int = 8,
+    n: int = 64,
+    alpha: float = 0.05,
+    seed: int = 0,
 ) -> TopkCertificate:
     """Cohen et al.'s CERTIFY applied to every entry's top-k membership and to the prediction."""
     setup.check(model)
@@ -182,7 +192,10 @@ def _radius(p_lower: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def pgd_l2(
-    loss_fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, radius: torch.Tensor, steps: int,
+    loss_fn: Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    radius: torch.Tensor,
+    steps: int,
     seed: int = 0,
 ) -> torch.Tensor:
     """L2 PGD maximising `loss_fn` (summed over the batch) within per-image L2 `radius` ([0, 1] pixel units),

@@ -34,8 +34,10 @@ def _count(text: str) -> int:
     return value
 
 
-GALLERY_HELP = ("images in the report's map gallery, the first of the run (at most --limit), at PGD 8/255 as the "
-                "claims; the run's own maps are reused when it computed them; 0 = no gallery (default 4)")
+GALLERY_HELP = (
+    "images in the report's map gallery, the first of the run (at most --limit), at PGD 8/255 as the "
+    "claims; the run's own maps are reused when it computed them; 0 = no gallery (default 4)"
+)
 
 
 def _csv(text: str) -> list[str]:
@@ -54,8 +56,20 @@ def _config_from_args(args: argparse.Namespace):
 
     cfg = load_config(args.config)
     changes: dict = {}
-    for key in ("model", "weights", "dataset", "dataset_root", "denoiser", "limit", "batch_size", "seed", "attack",
-                "device", "dds_batch", "corrupt_images"):
+    for key in (
+        "model",
+        "weights",
+        "dataset",
+        "dataset_root",
+        "denoiser",
+        "limit",
+        "batch_size",
+        "seed",
+        "attack",
+        "device",
+        "dds_batch",
+        "corrupt_images",
+    ):
         value = getattr(args, key, None)
         if value is not None:
             changes[key] = value
@@ -74,10 +88,17 @@ def _config_from_args(args: argparse.Namespace):
         specs = []
         for v in variants:
             base = configured.get(v) or build(lambda v=v: DDSSpec(v))
-            specs.append(build(lambda v=v, base=base: DDSSpec(
-                v, sigma=args.sigma if args.sigma is not None else base.sigma,
-                samples=args.samples if args.samples is not None else base.samples,
-                fusion=base.fusion, sample_target=base.sample_target)))
+            specs.append(
+                build(
+                    lambda v=v, base=base: DDSSpec(
+                        v,
+                        sigma=args.sigma if args.sigma is not None else base.sigma,
+                        samples=args.samples if args.samples is not None else base.samples,
+                        fusion=base.fusion,
+                        sample_target=base.sample_target,
+                    )
+                )
+            )
         changes["dds"] = tuple(specs)
     if args.all:
         changes["limit"] = None
@@ -96,8 +117,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         print("\n".join(f"{name}: {path}" for name, path in paths.items() if name != "report"))
         print("\n".join(run_summary(cfg, Path(args.out))))
-        print(f"done in {time.perf_counter() - start:.0f} s (wall clock); tables also as .csv, the per-item store "
-              f"{Path(args.out) / 'rows.sqlite'}; read first: {paths['report']}")
+        print(
+            f"done in {time.perf_counter() - start:.0f} s (wall clock); tables also as .csv, the per-item store "
+            f"{Path(args.out) / 'rows.sqlite'}; read first: {paths['report']}"
+        )
     else:
         print(f"shard done; merge all shards with `fvit-bench merge --config ... --out {args.out} --num-shards N`")
     return 0
@@ -201,13 +224,22 @@ def cmd_cost_plan(args: argparse.Namespace) -> int:
     paths = args.config or [str(DEFAULT_CONFIG.parent / name) for name in PAPER_PLAN_CONFIGS]
     configs = [load_config(p) for p in paths]
     defaults = CallTimes()
-    times = CallTimes(unet=args.unet_seconds or defaults.unet,
-                      vit_forward=args.vit_seconds or defaults.vit_forward,
-                      vit_backward=2 * args.vit_seconds if args.vit_seconds else defaults.vit_backward)
+    times = CallTimes(
+        unet=args.unet_seconds or defaults.unet,
+        vit_forward=args.vit_seconds or defaults.vit_forward,
+        vit_backward=2 * args.vit_seconds if args.vit_seconds else defaults.vit_backward,
+    )
     table = plan_table(configs, times=times)
     out = Path(args.out) if args.out != str(DEFAULT_REPORTS / "cost") else DEFAULT_REPORTS / "bench"
-    _, md = write_table(table, out, "paper_plan", "Compute plan of the paper matrix: calls and GPU-hours",
-                        plan_conventions(times), [f"Configs: {', '.join(paths)}."], floatfmt=".2f")
+    _, md = write_table(
+        table,
+        out,
+        "paper_plan",
+        "Compute plan of the paper matrix: calls and GPU-hours",
+        plan_conventions(times),
+        [f"Configs: {', '.join(paths)}."],
+        floatfmt=".2f",
+    )
     print(md.read_text())
     print(f"wrote {md} and {md.with_suffix('.csv')}")
     return 0
@@ -229,8 +261,14 @@ def cmd_cost(args: argparse.Namespace) -> int:
     model, denoiser, weights = timing.embedded_models(random_weights=args.random_weights)
     model, denoiser = model.to(device), denoiser.to(device)
     settings = timing.CostSettings(
-        images=args.images, batch_size=args.batch_size, repeats=args.repeats, sigma=args.sigma,
-        sigma_by_variant=sigma_by_variant, samples=args.samples, seed=args.seed, country_iso_code=args.country,
+        images=args.images,
+        batch_size=args.batch_size,
+        repeats=args.repeats,
+        sigma=args.sigma,
+        sigma_by_variant=sigma_by_variant,
+        samples=args.samples,
+        seed=args.seed,
+        country_iso_code=args.country,
         carbon_intensity_g_per_kwh=args.carbon_intensity,
     )
     start = time.perf_counter()
@@ -268,8 +306,9 @@ def run_config_sigmas() -> tuple[tuple[str, float], ...]:
 
 def cmd_convert_adm(args: argparse.Namespace) -> int:
     if not args.checkpoint:
-        raise FileNotFoundError("no ADM checkpoint given: pass the path of 256x256_diffusion_uncond.pt or set "
-                                "FVIT_ADM_CHECKPOINT")
+        raise FileNotFoundError(
+            "no ADM checkpoint given: pass the path of 256x256_diffusion_uncond.pt or set FVIT_ADM_CHECKPOINT"
+        )
     from harness.models.adm_convert import ADMArchitecture, convert_adm_checkpoint
     from harness.models.denoiser import load_denoiser
 
@@ -277,8 +316,10 @@ def cmd_convert_adm(args: argparse.Namespace) -> int:
     out = convert_adm_checkpoint(args.checkpoint, args.out, arch)
     den = load_denoiser(out)
     n_params = sum(p.numel() for p in den.unet.parameters())
-    print(f"wrote {out}: diffusers UNet2DModel, {n_params:,} parameters, sample size {den.sample_size}, "
-          f"learned sigma: {den.learned_sigma}; load it with harness.models.denoiser.load_denoiser")
+    print(
+        f"wrote {out}: diffusers UNet2DModel, {n_params:,} parameters, sample size {den.sample_size}, "
+        f"learned sigma: {den.learned_sigma}; load it with harness.models.denoiser.load_denoiser"
+    )
     return 0
 
 
@@ -296,8 +337,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Do ViT explanations survive attacks, and does Diffusion Denoised Smoothing make them faithful?",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors "
-                        "(accepted anywhere on the command line)")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show tracebacks instead of one-line errors (accepted anywhere on the command line)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser(
@@ -309,77 +353,146 @@ def build_parser() -> argparse.ArgumentParser:
         "OUT/*.md and *.csv. Command-line options override the config file.",
     )
     run.add_argument("--config", default=str(DEFAULT_CONFIG), help=f"experiment YAML (default {DEFAULT_CONFIG})")
-    run.add_argument("--methods", type=_csv, default=None, help="comma-separated explainer names "
-                     "(see `fvit-bench explainers`; default: the config's, empty = all)")
-    run.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=None,
-                     help="add the baseline maps random_map, centre_map, constant_map as rows of every table, the "
-                     "chance level each method is read against (default: the config's; unset = added when the "
-                     "methods are all registered ones under the pgd attack, not to an explicit --methods list)")
-    run.add_argument("--attack", choices=["pgd", "adaptive"], default=None,
-                     help="pgd (the papers': PGD on the prediction) or adaptive (PGD on each method's own map, "
-                     "through its DDS variant with expectation over the noise; raw_attention and rollout only). "
-                     "Default: the config's (pgd)")
-    run.add_argument("--dds", type=_csv, default=None, help="comma-separated DDS variants compared with the plain "
-                     "method ('' for none)")
-    run.add_argument("--sigma", type=float, default=None, help="DDS noise std in [0,1] pixel units for every "
-                     "variant (e.g. 0.1255 = 32/255; default: the config's setting of that variant, else the "
-                     "variant's own: 0.12 for carlini, 4/255 for the fvit family)")
+    run.add_argument(
+        "--methods",
+        type=_csv,
+        default=None,
+        help="comma-separated explainer names (see `fvit-bench explainers`; default: the config's, empty = all)",
+    )
+    run.add_argument(
+        "--baselines",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="add the baseline maps random_map, centre_map, constant_map as rows of every table, the "
+        "chance level each method is read against (default: the config's; unset = added when the "
+        "methods are all registered ones under the pgd attack, not to an explicit --methods list)",
+    )
+    run.add_argument(
+        "--attack",
+        choices=["pgd", "adaptive"],
+        default=None,
+        help="pgd (the papers': PGD on the prediction) or adaptive (PGD on each method's own map, "
+        "through its DDS variant with expectation over the noise; raw_attention and rollout only). "
+        "Default: the config's (pgd)",
+    )
+    run.add_argument(
+        "--dds",
+        type=_csv,
+        default=None,
+        help="comma-separated DDS variants compared with the plain method ('' for none)",
+    )
+    run.add_argument(
+        "--sigma",
+        type=float,
+        default=None,
+        help="DDS noise std in [0,1] pixel units for every "
+        "variant (e.g. 0.1255 = 32/255; default: the config's setting of that variant, else the "
+        "variant's own: 0.12 for carlini, 4/255 for the fvit family)",
+    )
     run.add_argument("--samples", type=int, default=None, help="DDS samples per image")
-    run.add_argument("--radii", type=_numbers, default=None, help="comma-separated PGD L-inf radii in 1/255 pixel "
-                     "units, e.g. 0,8")
-    run.add_argument("--tasks", type=_csv, default=None,
-                     help="comma-separated tasks: segmentation,perturbation (default); opt-in "
-                     "insertion_deletion,road,max_sensitivity")
+    run.add_argument(
+        "--radii", type=_numbers, default=None, help="comma-separated PGD L-inf radii in 1/255 pixel units, e.g. 0,8"
+    )
+    run.add_argument(
+        "--tasks",
+        type=_csv,
+        default=None,
+        help="comma-separated tasks: segmentation,perturbation (default); opt-in "
+        "insertion_deletion,road,max_sensitivity",
+    )
     run.add_argument("--model", default=None, help="mini-vit, vit_base_patch16_224 or deit_base_patch16_224")
     run.add_argument("--weights", default=None, help="local weights of a paper model (or its FVIT_* variable)")
     run.add_argument("--dataset", default=None, help="embedded, imagenet-seg or imagenet-val")
     run.add_argument("--dataset-root", default=None, help="dataset file/folder (or its FVIT_* variable)")
-    run.add_argument("--denoiser", default=None, help="diffusers UNet2DModel folder (default: the config's; if "
-                     "unset, the embedded one for mini-vit and $FVIT_ADM_DIR for paper models)")
+    run.add_argument(
+        "--denoiser",
+        default=None,
+        help="diffusers UNet2DModel folder (default: the config's; if "
+        "unset, the embedded one for mini-vit and $FVIT_ADM_DIR for paper models)",
+    )
     run.add_argument("--limit", type=int, default=None, help="only the first N items (a quick subset)")
     run.add_argument("--all", action="store_true", help="every item of the dataset (overrides the config limit)")
     run.add_argument("--batch-size", type=int, default=None, help="items per unit of work (part of the config hash)")
     run.add_argument("--seed", type=int, default=None, help="seed of attack starts and DDS noise")
-    run.add_argument("--out", default=str(DEFAULT_REPORTS / "embedded"), help="output folder (default "
-                     "reports/embedded); rerunning with the same folder resumes")
-    run.add_argument("--shard", type=int, default=None, help="run only shard I of --num-shards (default: from "
-                     "torchrun RANK/WORLD_SIZE or Slurm array variables, else 0 of 1)")
+    run.add_argument(
+        "--out",
+        default=str(DEFAULT_REPORTS / "embedded"),
+        help="output folder (default reports/embedded); rerunning with the same folder resumes",
+    )
+    run.add_argument(
+        "--shard",
+        type=int,
+        default=None,
+        help="run only shard I of --num-shards (default: from "
+        "torchrun RANK/WORLD_SIZE or Slurm array variables, else 0 of 1)",
+    )
     run.add_argument("--num-shards", type=int, default=None, help="number of shards")
-    run.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice; part "
-                     "of the run identity: results are bit-identical only for the same count)")
-    run.add_argument("--device", default=None, help="torch device for the classifier, denoiser, attacks and DDS, "
-                     "e.g. cpu, cuda, cuda:1 (default: CUDA when available, else CPU; printed at start)")
-    run.add_argument("--dds-batch", type=int, default=None, help="images per UNet / explainer batch inside DDS "
-                     "(default: 64 on CPU; on CUDA as many 256x256 copies as half the free memory holds)")
-    run.add_argument("--corrupt-images", choices=["error", "skip"], default=None, help="an unreadable image "
-                     "stops the run naming its path (error, the default) or is left out and recorded in the "
-                     "store's metadata (skip)")
+    run.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's choice; part "
+        "of the run identity: results are bit-identical only for the same count)",
+    )
+    run.add_argument(
+        "--device",
+        default=None,
+        help="torch device for the classifier, denoiser, attacks and DDS, "
+        "e.g. cpu, cuda, cuda:1 (default: CUDA when available, else CPU; printed at start)",
+    )
+    run.add_argument(
+        "--dds-batch",
+        type=int,
+        default=None,
+        help="images per UNet / explainer batch inside DDS "
+        "(default: 64 on CPU; on CUDA as many 256x256 copies as half the free memory holds)",
+    )
+    run.add_argument(
+        "--corrupt-images",
+        choices=["error", "skip"],
+        default=None,
+        help="an unreadable image "
+        "stops the run naming its path (error, the default) or is left out and recorded in the "
+        "store's metadata (skip)",
+    )
     run.add_argument("--gallery", type=_count, default=4, help=GALLERY_HELP)
     run.set_defaults(func=cmd_run)
 
-    merge = sub.add_parser("merge", help="merge the shard stores of a sharded run and write its tables",
-                           description="After all shards of a run finished (e.g. a Slurm job array), merge "
-                           "OUT/rows.shard*.sqlite into OUT/rows.sqlite and write the tables.")
+    merge = sub.add_parser(
+        "merge",
+        help="merge the shard stores of a sharded run and write its tables",
+        description="After all shards of a run finished (e.g. a Slurm job array), merge "
+        "OUT/rows.shard*.sqlite into OUT/rows.sqlite and write the tables.",
+    )
     merge.add_argument("--config", default=str(DEFAULT_CONFIG), help="the experiment YAML the shards ran")
     merge.add_argument("--out", required=True, help="the run's output folder")
     merge.add_argument("--num-shards", type=int, required=True, help="how many shards the run had")
     merge.set_defaults(func=cmd_merge)
 
-    report = sub.add_parser("report", help="(re)build report.html/.md of a run folder",
-                            description="Build report.html and report.md in a run folder: its tables and "
-                            "metric-vs-radius plots, a gallery of maps, the latest claim verdicts and cost table.")
+    report = sub.add_parser(
+        "report",
+        help="(re)build report.html/.md of a run folder",
+        description="Build report.html and report.md in a run folder: its tables and "
+        "metric-vs-radius plots, a gallery of maps, the latest claim verdicts and cost table.",
+    )
     report.add_argument("--out", default=str(DEFAULT_REPORTS / "embedded"), help="the run's output folder")
     report.add_argument("--claims", default=str(DEFAULT_REPORTS / "claims"), help="folder of verdicts.csv")
     report.add_argument("--cost", default=str(DEFAULT_REPORTS / "cost"), help="folder of cost.csv")
     report.add_argument("--gallery", type=_count, default=4, help=GALLERY_HELP)
     report.set_defaults(func=cmd_report)
 
-    claims = sub.add_parser("claims", help="list the claims registry, or rebuild it from the reported results",
-                            description="`list` prints every claim with its target; `build` regenerates "
-                            "claims/claims.yaml from claims/reported_results.csv.")
-    claims.add_argument("action", choices=["list", "build", "expectations"],
-                        help="list; build claims.yaml; expectations: rewrite claims/expectations.yaml from the last "
-                        "reports/claims/verdicts.csv (every non-control claim not held, with its numbers)")
+    claims = sub.add_parser(
+        "claims",
+        help="list the claims registry, or rebuild it from the reported results",
+        description="`list` prints every claim with its target; `build` regenerates "
+        "claims/claims.yaml from claims/reported_results.csv.",
+    )
+    claims.add_argument(
+        "action",
+        choices=["list", "build", "expectations"],
+        help="list; build claims.yaml; expectations: rewrite claims/expectations.yaml from the last "
+        "reports/claims/verdicts.csv (every non-control claim not held, with its numbers)",
+    )
     claims.set_defaults(func=cmd_claims)
 
     train = sub.add_parser(
@@ -389,18 +502,30 @@ def build_parser() -> argparse.ArgumentParser:
         "for a given seed and thread count, and save it (default: over the shipped checkpoint).",
     )
     train.add_argument("model", choices=["vit", "denoiser"], help="which model to train")
-    train.add_argument("--steps", type=int, default=None, help="optimisation steps of a single stage (default: the "
-                       "full recipe: the ViT's three stages, see harness.train.mini_vit.RECIPE_STAGES)")
+    train.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="optimisation steps of a single stage (default: the "
+        "full recipe: the ViT's three stages, see harness.train.mini_vit.RECIPE_STAGES)",
+    )
     train.add_argument("--batch-size", type=int, default=None, help="batch size (default: the recipe's)")
     train.add_argument("--train-size", type=int, default=None, help="training images (default: the whole split)")
     train.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    train.add_argument("--threads", type=int, default=1, help="torch threads; weights are bit-identical only for "
-                       "the same count (default 1, as the shipped checkpoints)")
+    train.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads; weights are bit-identical only for the same count (default 1, as the shipped checkpoints)",
+    )
     train.add_argument("--out", default=None, help="output folder (default: the shipped asset folder)")
     train.set_defaults(func=cmd_train_mini)
 
-    expl = sub.add_parser("explainers", help="list the registered explanation methods and their options",
-                          description="List every registered explanation method with its default options.")
+    expl = sub.add_parser(
+        "explainers",
+        help="list the registered explanation methods and their options",
+        description="List every registered explanation method with its default options.",
+    )
     expl.set_defaults(func=cmd_explainers)
 
     cost = sub.add_parser(
@@ -410,40 +535,80 @@ def build_parser() -> argparse.ArgumentParser:
         "(codecarbon, offline, for energy and CO2) and write cost.md / cost.csv with the with/without-DDS "
         "ratios.",
     )
-    cost.add_argument("--methods", type=_csv, default=None,
-                      help="comma-separated explainer names (default: all registered)")
-    cost.add_argument("--dds", type=_csv, default=None,
-                      help="comma-separated DDS variants (default: all registered; '' for none)")
-    cost.add_argument("--sigma", type=float, default=None, help="DDS noise std in [0,1] pixel units for "
-                      "every variant (default: as `run`: the default config's setting of a variant, 32/255 for "
-                      "carlini, else the variant's own, 4/255 for the fvit family)")
-    cost.add_argument("--samples", type=int, default=None,
-                      help="DDS samples per image (default: each variant's)")
+    cost.add_argument(
+        "--methods", type=_csv, default=None, help="comma-separated explainer names (default: all registered)"
+    )
+    cost.add_argument(
+        "--dds", type=_csv, default=None, help="comma-separated DDS variants (default: all registered; '' for none)"
+    )
+    cost.add_argument(
+        "--sigma",
+        type=float,
+        default=None,
+        help="DDS noise std in [0,1] pixel units for "
+        "every variant (default: as `run`: the default config's setting of a variant, 32/255 for "
+        "carlini, else the variant's own, 4/255 for the fvit family)",
+    )
+    cost.add_argument("--samples", type=int, default=None, help="DDS samples per image (default: each variant's)")
     cost.add_argument("--images", type=int, default=4, help="images per cell (default 4)")
     cost.add_argument("--batch-size", type=int, default=4, help="images per explainer call (default 4)")
-    cost.add_argument("--repeats", type=int, default=1,
-                      help="timed passes over the images per cell (default 1)")
+    cost.add_argument("--repeats", type=int, default=1, help="timed passes over the images per cell (default 1)")
     cost.add_argument("--seed", type=int, default=0, help="seed of the DDS noise (default 0)")
-    cost.add_argument("--country", default="FRA", help="3-letter ISO code of the electricity grid, for "
-                      "codecarbon's carbon intensity (default FRA)")
-    cost.add_argument("--carbon-intensity", type=float, default=None, help="force the grid carbon "
-                      "intensity in gCO2eq/kWh, for reproducible kg (default: codecarbon's for --country)")
-    cost.add_argument("--device", default=None,
-                      help="torch device to run on, e.g. cpu or cuda (default: CUDA when available, else CPU)")
-    cost.add_argument("--random-weights", action="store_true", help="use random weights even if the "
-                      "shipped checkpoints exist (used when present; cost does not depend on weights)")
+    cost.add_argument(
+        "--country",
+        default="FRA",
+        help="3-letter ISO code of the electricity grid, for codecarbon's carbon intensity (default FRA)",
+    )
+    cost.add_argument(
+        "--carbon-intensity",
+        type=float,
+        default=None,
+        help="force the grid carbon intensity in gCO2eq/kWh, for reproducible kg (default: codecarbon's for --country)",
+    )
+    cost.add_argument(
+        "--device",
+        default=None,
+        help="torch device to run on, e.g. cpu or cuda (default: CUDA when available, else CPU)",
+    )
+    cost.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="use random weights even if the "
+        "shipped checkpoints exist (used when present; cost does not depend on weights)",
+    )
     cost.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    cost.add_argument("--out", default=str(DEFAULT_REPORTS / "cost"),
-                      help="output folder (default reports/cost; reports/bench with --plan)")
-    cost.add_argument("--plan", action="store_true", help="instead of measuring, count the UNet and ViT calls of "
-                      "the paper matrix (the configs' methods x radii x DDS variants x dataset sizes) and the "
-                      "GPU-hours they imply; writes paper_plan.md/.csv")
-    cost.add_argument("--config", action="append", default=None, help="with --plan: an experiment YAML to count "
-                      "(repeatable; default the ViT-B/16 segmentation and perturbation paper configs)")
-    cost.add_argument("--unet-seconds", type=float, default=None, help="with --plan: measured seconds per "
-                      "ADM-256 forward of one image (default: 1.1 TFLOP at 300 TFLOP/s)")
-    cost.add_argument("--vit-seconds", type=float, default=None, help="with --plan: measured seconds per "
-                      "ViT-B/16 forward of one image; backward = 2x (default: 17.6 GFLOP at 300 TFLOP/s)")
+    cost.add_argument(
+        "--out",
+        default=str(DEFAULT_REPORTS / "cost"),
+        help="output folder (default reports/cost; reports/bench with --plan)",
+    )
+    cost.add_argument(
+        "--plan",
+        action="store_true",
+        help="instead of measuring, count the UNet and ViT calls of "
+        "the paper matrix (the configs' methods x radii x DDS variants x dataset sizes) and the "
+        "GPU-hours they imply; writes paper_plan.md/.csv",
+    )
+    cost.add_argument(
+        "--config",
+        action="append",
+        default=None,
+        help="with --plan: an experiment YAML to count "
+        "(repeatable; default the ViT-B/16 segmentation and perturbation paper configs)",
+    )
+    cost.add_argument(
+        "--unet-seconds",
+        type=float,
+        default=None,
+        help="with --plan: measured seconds per ADM-256 forward of one image (default: 1.1 TFLOP at 300 TFLOP/s)",
+    )
+    cost.add_argument(
+        "--vit-seconds",
+        type=float,
+        default=None,
+        help="with --plan: measured seconds per "
+        "ViT-B/16 forward of one image; backward = 2x (default: 17.6 GFLOP at 300 TFLOP/s)",
+    )
     cost.set_defaults(func=cmd_cost)
 
     adm = sub.add_parser(
@@ -454,12 +619,20 @@ def build_parser() -> argparse.ArgumentParser:
         "diffusers UNet2DModel (+ linear DDPMScheduler in scheduler/) that --denoiser and load_denoiser "
         "read.",
     )
-    adm.add_argument("checkpoint", nargs="?", default=os.environ.get("FVIT_ADM_CHECKPOINT"),
-                     help="path to 256x256_diffusion_uncond.pt (default: $FVIT_ADM_CHECKPOINT)")
-    adm.add_argument("--out", default=os.environ.get("FVIT_ADM_DIR") or "models/adm256_uncond",
-                     help="output folder (default: $FVIT_ADM_DIR, else models/adm256_uncond)")
-    adm.add_argument("--width", type=int, default=256,
-                     help="base channel count (guided-diffusion num_channels; default 256)")
+    adm.add_argument(
+        "checkpoint",
+        nargs="?",
+        default=os.environ.get("FVIT_ADM_CHECKPOINT"),
+        help="path to 256x256_diffusion_uncond.pt (default: $FVIT_ADM_CHECKPOINT)",
+    )
+    adm.add_argument(
+        "--out",
+        default=os.environ.get("FVIT_ADM_DIR") or "models/adm256_uncond",
+        help="output folder (default: $FVIT_ADM_DIR, else models/adm256_uncond)",
+    )
+    adm.add_argument(
+        "--width", type=int, default=256, help="base channel count (guided-diffusion num_channels; default 256)"
+    )
     adm.add_argument("--image-size", type=int, default=256, help="UNet sample size in pixels (default 256)")
     adm.set_defaults(func=cmd_convert_adm)
     return parser

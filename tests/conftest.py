@@ -46,8 +46,20 @@ def embedded_batch():
     return stack(EmbeddedShapes("test"), range(20))
 
 
-SMALL_RUN = ["--limit", "4", "--batch-size", "4", "--samples", "2", "--methods", "rollout,raw_attention",
-             "--radii", "0,8", "--threads", "1"]
+SMALL_RUN = [
+    "--limit",
+    "4",
+    "--batch-size",
+    "4",
+    "--samples",
+    "2",
+    "--methods",
+    "rollout,raw_attention",
+    "--radii",
+    "0,8",
+    "--threads",
+    "1",
+]
 
 
 @pytest.fixture(scope="session")

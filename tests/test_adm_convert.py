@@ -30,9 +30,7 @@ from harness.models.denoiser import load_denoiser
 
 # Width 32, 64x64 images, attention at downsampling rates 8, 16, 32 (as ADM-256 at 32,16,8),
 # 16-channel heads so attention blocks have 4 and 8 heads.
-SMALL = ADMArchitecture(
-    image_size=64, model_channels=32, attention_resolutions=(8, 4, 2), num_head_channels=16
-)
+SMALL = ADMArchitecture(image_size=64, model_channels=32, attention_resolutions=(8, 4, 2), num_head_channels=16)
 
 
 def adm_layout(arch: ADMArchitecture) -> list[tuple[str, str, list[tuple]]]:
@@ -130,8 +128,11 @@ def ref_attention(sd: dict, p: str, x: torch.Tensor, head_channels: int) -> torc
     """AttentionBlock with QKVAttentionLegacy: heads split BEFORE q, k, v."""
     b, c, hgt, wid = x.shape
     flat = x.reshape(b, c, -1)
-    qkv = F.conv1d(F.group_norm(flat, 32, sd[f"{p}.norm.weight"], sd[f"{p}.norm.bias"], 1e-5),
-                   sd[f"{p}.qkv.weight"], sd[f"{p}.qkv.bias"])
+    qkv = F.conv1d(
+        F.group_norm(flat, 32, sd[f"{p}.norm.weight"], sd[f"{p}.norm.bias"], 1e-5),
+        sd[f"{p}.qkv.weight"],
+        sd[f"{p}.qkv.bias"],
+    )
     heads = c // head_channels
     q, k, v = qkv.reshape(b * heads, 3 * head_channels, -1).split(head_channels, dim=1)
     scale = head_channels**-0.25
@@ -161,8 +162,11 @@ def ref_resblock(sd: dict, p: str, x: torch.Tensor, emb: torch.Tensor, updown: s
 
 def reference_forward(sd: dict, arch: ADMArchitecture, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     emb = ref_timestep_embedding(t, arch.model_channels).to(x.dtype)
-    emb = F.linear(F.silu(F.linear(emb, sd["time_embed.0.weight"], sd["time_embed.0.bias"])),
-                   sd["time_embed.2.weight"], sd["time_embed.2.bias"])
+    emb = F.linear(
+        F.silu(F.linear(emb, sd["time_embed.0.weight"], sd["time_embed.0.bias"])),
+        sd["time_embed.2.weight"],
+        sd["time_embed.2.bias"],
+    )
     h = F.conv2d(x, sd["input_blocks.0.0.weight"], sd["input_blocks.0.0.bias"], padding=1)
     skips = [h]
     for prefix, stage, layers in adm_layout(arch):
@@ -242,8 +246,11 @@ def ref_attention_naive(sd: dict, p: str, x: torch.Tensor, head_channels: int) -
     """The wrong ([q|k|v] first, then heads) reading of the same weights."""
     b, c, hgt, wid = x.shape
     flat = x.reshape(b, c, -1)
-    qkv = F.conv1d(F.group_norm(flat, 32, sd[f"{p}.norm.weight"], sd[f"{p}.norm.bias"], 1e-5),
-                   sd[f"{p}.qkv.weight"], sd[f"{p}.qkv.bias"])
+    qkv = F.conv1d(
+        F.group_norm(flat, 32, sd[f"{p}.norm.weight"], sd[f"{p}.norm.bias"], 1e-5),
+        sd[f"{p}.qkv.weight"],
+        sd[f"{p}.qkv.bias"],
+    )
     q, k, v = (t.reshape(b * (c // head_channels), head_channels, -1) for t in qkv.chunk(3, dim=1))
     w = torch.softmax(torch.einsum("bct,bcs->bts", q, k) / math.sqrt(head_channels), dim=-1)
     a = torch.einsum("bts,bcs->bct", w, v).reshape(b, c, -1)
@@ -255,8 +262,11 @@ def test_timestep_embedding_matches_reference(small_adm):
     t = torch.tensor([0, 177, 999])
     ref = ref_timestep_embedding(t, SMALL.model_channels).double()
     w = {k: v.double() for k, v in sd.items() if k.startswith("time_embed")}
-    ref = F.linear(F.silu(F.linear(ref, w["time_embed.0.weight"], w["time_embed.0.bias"])),
-                   w["time_embed.2.weight"], w["time_embed.2.bias"])
+    ref = F.linear(
+        F.silu(F.linear(ref, w["time_embed.0.weight"], w["time_embed.0.bias"])),
+        w["time_embed.2.weight"],
+        w["time_embed.2.bias"],
+    )
     unet = unet.double()
     with torch.no_grad():
         got = unet.time_embedding(unet.time_proj(t).double())
@@ -297,8 +307,10 @@ def test_convert_checkpoint_roundtrip_through_load_denoiser(tmp_path: Path, smal
 def test_wrong_architecture_is_named(tmp_path: Path, small_adm):
     sd, _ = small_adm
     with pytest.raises(ValueError, match="shape mismatch"):
-        build_unet(ADMArchitecture(image_size=64, model_channels=64, attention_resolutions=(8, 4, 2),
-                                   num_head_channels=16), {k: v for k, v in sd.items()})
+        build_unet(
+            ADMArchitecture(image_size=64, model_channels=64, attention_resolutions=(8, 4, 2), num_head_channels=16),
+            {k: v for k, v in sd.items()},
+        )
     with pytest.raises(ValueError, match="unknown key"):
         build_unet(SMALL, {**sd, "label_emb.weight": torch.zeros(10, 128)})
     with pytest.raises(ValueError, match="missing"):

@@ -72,12 +72,24 @@ def test_adaptive_attack_through_dds_with_eot(variant, sigma, random_mini_vit, i
     """Through DDS (random mini UNet for carlini), the smoothed map moves more on average than under PGD."""
     torch.manual_seed(0)
     den = Denoiser(UNet2DModel(**MINI_UNET_CONFIG), linear_alphas_cumprod())
-    adv = adaptive_attack(random_mini_vit, images, RADIUS, method="rollout", denoiser=den, variant=variant,
-                          sigma=sigma, eot_samples=2, steps=5, seed=1)
+    adv = adaptive_attack(
+        random_mini_vit,
+        images,
+        RADIUS,
+        method="rollout",
+        denoiser=den,
+        variant=variant,
+        sigma=sigma,
+        eot_samples=2,
+        steps=5,
+        seed=1,
+    )
     pgd = pgd_linf(random_mini_vit, images, RADIUS, seed=1)
     smoothed = smooth(get_explainer("rollout"), den, variant, sigma=sigma, samples=4, seed=5)
-    assert _map_change(smoothed, random_mini_vit, images, adv).mean() > _map_change(
-        smoothed, random_mini_vit, images, pgd).mean()
+    assert (
+        _map_change(smoothed, random_mini_vit, images, adv).mean()
+        > _map_change(smoothed, random_mini_vit, images, pgd).mean()
+    )
     assert (adv - images).abs().max() <= RADIUS + 1e-6 and adv.min() >= 0 and adv.max() <= 1
 
 

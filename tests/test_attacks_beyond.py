@@ -50,8 +50,19 @@ def test_untargeted_attack_runs_for_every_method(method, random_mini_vit, images
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_attack_through_every_dds_variant(variant, random_mini_vit, images, random_denoiser):
     sigma = get_variant(variant).default_sigma
-    adv = adaptive_attack(random_mini_vit, images[:1], RADIUS, method="rollout", denoiser=random_denoiser,
-                          variant=variant, sigma=sigma, eot_samples=2, steps=1, loss="topk", seed=0)
+    adv = adaptive_attack(
+        random_mini_vit,
+        images[:1],
+        RADIUS,
+        method="rollout",
+        denoiser=random_denoiser,
+        variant=variant,
+        sigma=sigma,
+        eot_samples=2,
+        steps=1,
+        loss="topk",
+        seed=0,
+    )
     assert (adv - images[:1]).abs().max() <= RADIUS + 1e-6 and not torch.equal(adv, images[:1])
 
 
@@ -69,8 +80,9 @@ def test_targeted_attack_moves_the_map_toward_the_target_and_keeps_the_predictio
         clean_map = minmax(score(random_mini_vit, images))
         clean_pred = random_mini_vit(images).argmax(1)
     target_map = clean_map.flip(dims=(1,))  # the map mirrored through the patch grid
-    adv = adaptive_attack(random_mini_vit, images, RADIUS, method="rollout", loss="targeted", target_map=target_map,
-                          steps=10, seed=0)
+    adv = adaptive_attack(
+        random_mini_vit, images, RADIUS, method="rollout", loss="targeted", target_map=target_map, steps=10, seed=0
+    )
     with torch.no_grad():
         adv_map = minmax(score(random_mini_vit, adv))
         adv_pred = random_mini_vit(adv).argmax(1)

@@ -49,8 +49,10 @@ def test_a_run_of_every_method_adds_the_baseline_maps_unless_told_not_to():
     # made before baselines were added, and an explicit list with baselines = the same list written out.
     assert "baselines" not in every.identity_dict()
     assert every.config_hash() != ExperimentConfig(baselines=False).config_hash()
-    assert (ExperimentConfig(methods=("rollout",), baselines=True).config_hash()
-            == ExperimentConfig(methods=("rollout", *baseline_names())).config_hash())
+    assert (
+        ExperimentConfig(methods=("rollout",), baselines=True).config_hash()
+        == ExperimentConfig(methods=("rollout", *baseline_names())).config_hash()
+    )
 
 
 def test_report_rebuilds_a_run_of_every_method_made_before_baselines_joined(tmp_path, monkeypatch):
@@ -62,8 +64,31 @@ def test_report_rebuilds_a_run_of_every_method_made_before_baselines_joined(tmp_
 
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "run"
-    assert main(["run", "--limit", "1", "--batch-size", "1", "--no-baselines", "--dds", "", "--radii", "0",
-                 "--tasks", "segmentation", "--gallery", "0", "--threads", "1", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--limit",
+                "1",
+                "--batch-size",
+                "1",
+                "--no-baselines",
+                "--dds",
+                "",
+                "--radii",
+                "0",
+                "--tasks",
+                "segmentation",
+                "--gallery",
+                "0",
+                "--threads",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     data = json.loads((out / "config.json").read_text())
     assert data.pop("baselines") is False and data["methods"] == []
     (out / "config.json").write_text(json.dumps(data))  # as an older fvit-bench wrote it

@@ -18,10 +18,10 @@ from harness.certify import (
 
 def test_clopper_pearson_by_hand():
     # all n successes: the one-sided lower bound solves p^n = alpha -> p = alpha^(1/n)
-    assert clopper_pearson_lower(np.array([10]), 10, 0.05)[0] == pytest.approx(0.05 ** 0.1)
+    assert clopper_pearson_lower(np.array([10]), 10, 0.05)[0] == pytest.approx(0.05**0.1)
     assert clopper_pearson_lower(np.array([0]), 10, 0.05)[0] == 0.0
     # no successes: the upper bound solves (1 - p)^n = alpha
-    assert clopper_pearson_upper(np.array([0]), 10, 0.05)[0] == pytest.approx(1 - 0.05 ** 0.1)
+    assert clopper_pearson_upper(np.array([0]), 10, 0.05)[0] == pytest.approx(1 - 0.05**0.1)
 
 
 def test_radius_is_sigma_times_the_normal_quantile():
@@ -31,8 +31,14 @@ def test_radius_is_sigma_times_the_normal_quantile():
 
 def test_overlap_and_faithful_radius_by_hand():
     cert = TopkCertificate(
-        in_set=np.array([[True, True, False, False]]), radii=np.array([[0.3, 0.1, 0.5, 0.0]]),
-        prediction=np.array([0]), prediction_radius=np.array([0.2]), k=2, sigma=0.25, alpha=0.05, n=10,
+        in_set=np.array([[True, True, False, False]]),
+        radii=np.array([[0.3, 0.1, 0.5, 0.0]]),
+        prediction=np.array([0]),
+        prediction_radius=np.array([0.2]),
+        k=2,
+        sigma=0.25,
+        alpha=0.05,
+        n=10,
     )
     assert cert.certified_overlap(0.05).tolist() == [1.0] and cert.certified_overlap(0.2).tolist() == [0.5]
     assert cert.faithful_radius(1.0).tolist() == [0.1]  # both in-set entries: min radius 0.1

@@ -29,10 +29,28 @@ def test_every_protocol_claim_covers_every_method_in_both_worlds():
 
 
 def _claim(**kw) -> Claim:
-    base = dict(id="x", claim="fvit-1", source="s", table="t", statement="s", world="embedded", model="m",
-                dataset="d", method="rollout", dds="carlini", attack="a", radius_255=8.0, metric="mIoU",
-                convention="percent", kind="relation", reported=None, relation="dds >= none", tolerance=0.0,
-                provenance="p", confidence="c")
+    base = dict(
+        id="x",
+        claim="fvit-1",
+        source="s",
+        table="t",
+        statement="s",
+        world="embedded",
+        model="m",
+        dataset="d",
+        method="rollout",
+        dds="carlini",
+        attack="a",
+        radius_255=8.0,
+        metric="mIoU",
+        convention="percent",
+        kind="relation",
+        reported=None,
+        relation="dds >= none",
+        tolerance=0.0,
+        provenance="p",
+        confidence="c",
+    )
     return Claim(**{**base, **kw})
 
 
@@ -43,10 +61,12 @@ def test_values_are_judged_by_their_tolerance():
 
 
 def test_evaluate_reads_the_right_rows():
-    seg = pd.DataFrame([
-        {"method": "rollout", "dds": d, "radius_255": r, "mIoU": v}
-        for d, r, v in (("none", 0.0, 60.0), ("none", 8.0, 40.0), ("carlini", 8.0, 45.0), ("carlini", 0.0, 1.0))
-    ])
+    seg = pd.DataFrame(
+        [
+            {"method": "rollout", "dds": d, "radius_255": r, "mIoU": v}
+            for d, r, v in (("none", 0.0, 60.0), ("none", 8.0, 40.0), ("carlini", 8.0, 45.0), ("carlini", 0.0, 1.0))
+        ]
+    )
     value = _claim(kind="value", reported=44.0, relation=None, tolerance=1.0)
     verdict = evaluate(value, {"segmentation": seg})
     assert (verdict.measured, verdict.delta, verdict.outcome) == (45.0, 1.0, "held")

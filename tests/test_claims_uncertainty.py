@@ -27,21 +27,45 @@ def _rows(n: int = 40, seed: int = 0, shift: float = 0.0) -> pd.DataFrame:
         for dds, bonus in (("none", 0.0), ("carlini", shift)):
             q = float(np.clip(base + bonus + rng.normal(0, 0.05), 0, 1))
             fg = rng.integers(100, 400)
-            stats = {"correct": 1000 * q, "labeled": 1000.0, "inter_bg": 500 * q, "union_bg": 600.0,
-                     "inter_fg": fg * q, "union_fg": float(fg), "ap": q}
+            stats = {
+                "correct": 1000 * q,
+                "labeled": 1000.0,
+                "inter_bg": 500 * q,
+                "union_bg": 600.0,
+                "inter_fg": fg * q,
+                "union_fg": float(fg),
+                "ap": q,
+            }
             curve = [1.0, *np.clip(np.linspace(q, 0.1, 9) + rng.normal(0, 0.05, 9), 0, 1)]
-            rows.append({"item_id": f"i{i:03d}", "method": "rollout", "dds": dds, "radius_255": 8.0,
-                         "pred": 1, "label": 1, "clean_pred": 1, **stats, "topk_overlap": q,
-                         "positive_pred": [1.0 - c if k else 1.0 for k, c in enumerate(curve)],
-                         "negative_pred": curve})
+            rows.append(
+                {
+                    "item_id": f"i{i:03d}",
+                    "method": "rollout",
+                    "dds": dds,
+                    "radius_255": 8.0,
+                    "pred": 1,
+                    "label": 1,
+                    "clean_pred": 1,
+                    **stats,
+                    "topk_overlap": q,
+                    "positive_pred": [1.0 - c if k else 1.0 for k, c in enumerate(curve)],
+                    "negative_pred": curve,
+                }
+            )
     return pd.DataFrame(rows)
 
 
-@pytest.mark.parametrize(("metric", "convention"), [
-    ("pixel_accuracy", "percent"), ("mIoU", "percent"), ("mAP", "percent"),
-    ("negative_auc_pred", "chefer_trapz_x100"), ("positive_auc_pred", "re_trapz_div8"),
-    ("topk_overlap", "fraction"),
-])
+@pytest.mark.parametrize(
+    ("metric", "convention"),
+    [
+        ("pixel_accuracy", "percent"),
+        ("mIoU", "percent"),
+        ("mAP", "percent"),
+        ("negative_auc_pred", "chefer_trapz_x100"),
+        ("positive_auc_pred", "re_trapz_div8"),
+        ("topk_overlap", "fraction"),
+    ],
+)
 def test_the_full_sample_reproduces_the_tables(metric, convention):
     rows = _rows()
     claim = _claim(metric=metric, convention=convention)

@@ -21,14 +21,35 @@ def _rows(n: int = 60, harm: float = 0.2, gain: float = 0.0, dds_clean: float = 
     rows = []
     for i in range(n):
         base = rng.uniform(0.5, 0.9)
-        for dds, radius, shift in (("none", 0.0, 0.0), ("none", 8.0, -harm), ("carlini", 0.0, dds_clean),
-                                   ("carlini", 8.0, -harm + gain)):
+        for dds, radius, shift in (
+            ("none", 0.0, 0.0),
+            ("none", 8.0, -harm),
+            ("carlini", 0.0, dds_clean),
+            ("carlini", 8.0, -harm + gain),
+        ):
             q = float(np.clip(base + shift + rng.normal(0, 0.03), 0, 1))
-            stats = {"correct": 1000 * q, "labeled": 1000.0, "inter_bg": 500 * q, "union_bg": 600.0,
-                     "inter_fg": 300 * q, "union_fg": 300.0, "ap": q}
-            rows.append({"item_id": f"i{i:03d}", "method": "rollout", "dds": dds, "radius_255": radius,
-                         "pred": int(radius > 0), "label": 0, "clean_pred": 0, **stats,
-                         "topk_overlap": None if radius == 0 else q})
+            stats = {
+                "correct": 1000 * q,
+                "labeled": 1000.0,
+                "inter_bg": 500 * q,
+                "union_bg": 600.0,
+                "inter_fg": 300 * q,
+                "union_fg": 300.0,
+                "ap": q,
+            }
+            rows.append(
+                {
+                    "item_id": f"i{i:03d}",
+                    "method": "rollout",
+                    "dds": dds,
+                    "radius_255": radius,
+                    "pred": int(radius > 0),
+                    "label": 0,
+                    "clean_pred": 0,
+                    **stats,
+                    "topk_overlap": None if radius == 0 else q,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -74,15 +95,25 @@ def test_degenerate_maps_are_left_out_not_scored():
     rows = _rows(gain=0.1)
     rows["topk_overlap"] = rows["topk_overlap"].astype(float)
     rows.loc[rows["dds"] == "carlini", "topk_overlap"] = np.nan
-    verdict = evaluate(_claim(metric="topk_overlap", convention="fraction", claim="re-3"), {"rows": rows},
-                       resamples=200)
+    verdict = evaluate(
+        _claim(metric="topk_overlap", convention="fraction", claim="re-3"), {"rows": rows}, resamples=200
+    )
     assert math.isnan(verdict.measured) and verdict.outcome == "inconclusive"
 
 
 def _cost(ratio: float) -> dict[str, pd.DataFrame]:
-    rows = [{"method": "rollout", "dds": dds, "flops_per_image": flops, "seconds_ratio_vs_plain": r,
-             "energy_kwh_ratio_vs_plain": r, "cpu_power_mode": "cpu_load", "predicted_flops_ratio": r}
-            for dds, flops, r in (("none", 1e9, 1.0), ("carlini", 1e9 * ratio, ratio))]
+    rows = [
+        {
+            "method": "rollout",
+            "dds": dds,
+            "flops_per_image": flops,
+            "seconds_ratio_vs_plain": r,
+            "energy_kwh_ratio_vs_plain": r,
+            "cpu_power_mode": "cpu_load",
+            "predicted_flops_ratio": r,
+        }
+        for dds, flops, r in (("none", 1e9, 1.0), ("carlini", 1e9 * ratio, ratio))
+    ]
     return {"cost": pd.DataFrame(rows)}
 
 
@@ -100,8 +131,7 @@ def test_an_effect_claim_derives_its_tolerance_from_both_sample_sizes():
     se_ours = (verdict.interval[1] - verdict.interval[0]) / (2 * 1.96)
     expected = 1.96 * se_ours * math.sqrt(1 + 60 / 760)
     assert verdict.tolerance == pytest.approx(expected, rel=0.15)
-    far = evaluate(_claim(kind="effect", relation=None, reported=-5.0, n_reported=760), {"rows": rows},
-                   resamples=1000)
+    far = evaluate(_claim(kind="effect", relation=None, reported=-5.0, n_reported=760), {"rows": rows}, resamples=1000)
     assert far.outcome == "contradicted"
 
 
@@ -116,13 +146,15 @@ def test_expectations_are_strict():
 
 
 def test_controls_must_not_hold():
-    held = evaluate(_claim(metric="mIoU", control="identity", expect="not_held"), {"rows": _rows(gain=0.1)},
-                    resamples=300)
+    held = evaluate(
+        _claim(metric="mIoU", control="identity", expect="not_held"), {"rows": _rows(gain=0.1)}, resamples=300
+    )
     assert held.outcome == "held" and decide(held, {}).action == "fail"
     tie = evaluate(_claim(metric="mIoU", control="identity", expect="not_held"), {"rows": _rows()}, resamples=300)
     assert decide(tie, {}).action == "pass"
-    report = evaluate(_claim(metric="mIoU", control="noise_only", expect="report"), {"rows": _rows(gain=0.1)},
-                      resamples=300)
+    report = evaluate(
+        _claim(metric="mIoU", control="noise_only", expect="report"), {"rows": _rows(gain=0.1)}, resamples=300
+    )
     assert decide(report, {}).action == "pass" and "finding" in decide(report, {}).message
 
 
@@ -139,20 +171,38 @@ def test_malformed_expectations_are_refused(tmp_path):
 
 def test_expectations_are_drafted_from_a_verdict_table(tmp_path):
     rows = [
-        {"claim": "a", "control": "", "outcome": "vacuous", "metric": "mIoU (percent)", "dds": "carlini",
-         "measured": 50.0, "measured_without_dds": 49.0, "delta": 1.0, "delta_ci95": "[-1, +3]", "n_images": 120,
-         "attack_degrades_plain_by": -2.0, "attack_degrades_plain_ci95": "[-3, -1]",
-         "plain_predictions_flipped_pct": 100.0},
+        {
+            "claim": "a",
+            "control": "",
+            "outcome": "vacuous",
+            "metric": "mIoU (percent)",
+            "dds": "carlini",
+            "measured": 50.0,
+            "measured_without_dds": 49.0,
+            "delta": 1.0,
+            "delta_ci95": "[-1, +3]",
+            "n_images": 120,
+            "attack_degrades_plain_by": -2.0,
+            "attack_degrades_plain_ci95": "[-3, -1]",
+            "plain_predictions_flipped_pct": 100.0,
+        },
         {"claim": "b", "control": "", "outcome": "held"},
         {"claim": "c", "control": "identity", "outcome": "inconclusive"},
-        {"claim": "d", "control": "", "outcome": "inconclusive", "metric": "mIoU (percent)", "n_images": 4,
-         "delta_ci95": "[-1, +1]"},  # not in the registry (a check of claims/test_beyond.py): left out
+        {
+            "claim": "d",
+            "control": "",
+            "outcome": "inconclusive",
+            "metric": "mIoU (percent)",
+            "n_images": 4,
+            "delta_ci95": "[-1, +1]",
+        },  # not in the registry (a check of claims/test_beyond.py): left out
     ]
     pd.DataFrame(rows).to_csv(tmp_path / "verdicts.csv", index=False)
     path = tmp_path / "expectations.yaml"
     path.write_text(draft_expectations(tmp_path / "verdicts.csv", registered={"a", "b", "c"}))
     listed = load_expectations(path)
     assert set(listed) == {"a"} and listed["a"].outcome == "vacuous" and "improves" in listed["a"].reason
-    kept = draft_expectations(tmp_path / "verdicts.csv", {"a": Expected("vacuous", "old", "a human reason")},
-                              registered={"a"})
+    kept = draft_expectations(
+        tmp_path / "verdicts.csv", {"a": Expected("vacuous", "old", "a human reason")}, registered={"a"}
+    )
     assert "a human reason" in kept

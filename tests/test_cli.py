@@ -36,8 +36,23 @@ def test_run_writes_tables_store_and_report(small_run):
 def test_gallery_option_respects_limit_and_zero_disables_it(tmp_path):
     from harness.report.gallery import MapCollector
 
-    run = ["run", "--limit", "2", "--batch-size", "2", "--samples", "1", "--methods", "raw_attention",
-           "--radii", "0,8", "--tasks", "segmentation", "--threads", "1"]
+    run = [
+        "run",
+        "--limit",
+        "2",
+        "--batch-size",
+        "2",
+        "--samples",
+        "1",
+        "--methods",
+        "raw_attention",
+        "--radii",
+        "0,8",
+        "--tasks",
+        "segmentation",
+        "--threads",
+        "1",
+    ]
     assert main([*run, "--gallery", "5", "--out", str(tmp_path / "two")]) == 0  # 5 asked, the run has 2 images
     page = (tmp_path / "two" / "report.html").read_text()
     assert "The first 2 images" in page and "maps, predictions and overlaps of this run" in page

@@ -23,8 +23,12 @@ def test_plan_runs_cpu_claims_compared_benchmarks_and_asv():
     assert list(steps) == ["claims", "benchmarks", "asv machine", "asv run", "asv publish"]
     assert steps["claims"][-4:] == ["claims", "-m", "not gpu", "-q"]
     bench = steps["benchmarks"]
-    assert {"--benchmark-enable", "--benchmark-autosave", "--benchmark-compare",
-            "--benchmark-compare-fail=mean:25%"} <= set(bench)
+    assert {
+        "--benchmark-enable",
+        "--benchmark-autosave",
+        "--benchmark-compare",
+        "--benchmark-compare-fail=mean:25%",
+    } <= set(bench)
     at = bench.index("tests/bench")
     assert bench[at + 1 : at + 3] == ["-m", "not gpu"]
     run = steps["asv run"]
@@ -51,8 +55,10 @@ def test_skips_and_threshold_parsing():
 
 
 def test_every_step_runs_and_failures_are_reported(tmp_path):
-    steps = [Step("bad", [sys.executable, "-c", "import sys; sys.exit(3)"]),
-             Step("good", [sys.executable, "-c", "print('ran')"])]
+    steps = [
+        Step("bad", [sys.executable, "-c", "import sys; sys.exit(3)"]),
+        Step("good", [sys.executable, "-c", "print('ran')"]),
+    ]
     assert [code for _, code, _ in run_steps(steps, root=tmp_path)] == [3, 0]
 
 

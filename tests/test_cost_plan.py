@@ -14,8 +14,13 @@ SIGMA = 2 / 255  # [0,1] pixel units: 8 FViT sampling steps
 
 
 def test_counts_by_hand():
-    cfg = ExperimentConfig(methods=("rollout", "transformer_attribution"), radii_255=(0, 8), tasks=("segmentation",),
-                           dds=(DDSSpec("carlini", samples=4), DDSSpec("re")), limit=None)
+    cfg = ExperimentConfig(
+        methods=("rollout", "transformer_attribution"),
+        radii_255=(0, 8),
+        tasks=("segmentation",),
+        dds=(DDSSpec("carlini", samples=4), DDSSpec("re")),
+        limit=None,
+    )
     calls = calls_per_image(cfg)
     assert calls["attack"] == {"unet": 0, "vit_forward": 1 + 11, "vit_backward": 10}
     assert calls["plain"] == {"unet": 0, "vit_forward": 2 * 2, "vit_backward": 2 * 1}
@@ -28,8 +33,14 @@ def test_counts_by_hand():
 
 
 def test_plan_totals_and_gpu_hours():
-    cfg = ExperimentConfig(dataset="imagenet-seg", methods=("rollout",), radii_255=(0,), tasks=("segmentation",),
-                           dds=(DDSSpec("fvit"),), limit=None)
+    cfg = ExperimentConfig(
+        dataset="imagenet-seg",
+        methods=("rollout",),
+        radii_255=(0,),
+        tasks=("segmentation",),
+        dds=(DDSSpec("fvit"),),
+        limit=None,
+    )
     table = plan_table([cfg], times=CallTimes(unet=1.0, vit_forward=0.0, vit_backward=0.0))
     fvit = table[table["part"] == "fvit"].iloc[0]
     assert fvit["images"] == 4276 and fvit["unet_calls"] == 4276 * 2 * 45
@@ -57,21 +68,38 @@ def test_a_run_makes_exactly_the_planned_unet_calls_shared_by_methods(tmp_path, 
     monkeypatch.setattr(experiment, "load_denoiser_for", lambda cfg: den)
     rows = []
     for methods in (("raw_attention",), ("raw_attention", "rollout", "attn_gradcam")):
-        cfg = ExperimentConfig(name="shared", methods=methods, radii_255=(0, 8), tasks=("segmentation",), limit=1,
-                               batch_size=1, dds=(DDSSpec("fvit", sigma=SIGMA), DDSSpec("re", sigma=SIGMA)))
+        cfg = ExperimentConfig(
+            name="shared",
+            methods=methods,
+            radii_255=(0, 8),
+            tasks=("segmentation",),
+            limit=1,
+            batch_size=1,
+            dds=(DDSSpec("fvit", sigma=SIGMA), DDSSpec("re", sigma=SIGMA)),
+        )
         seen.clear()
         experiment.run_experiment(cfg, tmp_path / str(len(methods)), progress=False)
         planned = {v: calls_per_image(cfg)[v]["unet"] for v in ("fvit", "re")}
         assert sum(seen) == planned["fvit"] + planned["re"]
-        rows.append({"methods": len(methods), "unet_image_calls": sum(seen), "planned": sum(planned.values()),
-                     "seconds": float(sum(seen))})
+        rows.append(
+            {
+                "methods": len(methods),
+                "unet_image_calls": sum(seen),
+                "planned": sum(planned.values()),
+                "seconds": float(sum(seen)),
+            }
+        )
     assert rows[0]["unet_image_calls"] == rows[1]["unet_image_calls"]  # shared: 3 methods cost the UNet as 1
     write_ratio_table(
-        rows, lambda row: rows[0], "shared_purification",
+        rows,
+        lambda row: rows[0],
+        "shared_purification",
         "Purified images are shared across explanation methods (fvit and re DDS, embedded world)",
-        ("unet_image_calls: images through the UNet in a run of 1 image x radii 0, 8/255 with fvit and re "
-         f"(sigma {SIGMA * 255:.0f}/255 pixel units: 8 steps per sample; re m = 10 clean / 2 attacked); planned: "
-         "`fvit-bench cost --plan`'s count for the same config.",
-         "seconds: here the UNet image-call count (not a time), so ratio_vs_baseline = calls with 3 methods / "
-         "with 1 method (1 = the purification is shared)."),
+        (
+            "unet_image_calls: images through the UNet in a run of 1 image x radii 0, 8/255 with fvit and re "
+            f"(sigma {SIGMA * 255:.0f}/255 pixel units: 8 steps per sample; re m = 10 clean / 2 attacked); planned: "
+            "`fvit-bench cost --plan`'s count for the same config.",
+            "seconds: here the UNet image-call count (not a time), so ratio_vs_baseline = calls with 3 methods / "
+            "with 1 method (1 = the purification is shared).",
+        ),
     )

@@ -21,8 +21,7 @@ from harness.explainers.registry import names
 from harness.smoothing.dds import VARIANTS, get_variant
 
 # Tiny settings: 1 image, m = 1, sigma = 1.5/255 pixel units (FViT's rule: 3 denoising steps).
-TINY = CostSettings(images=1, batch_size=1, warmup=False, sigma=1.5 / 255, samples=1,
-                    carbon_intensity_g_per_kwh=200.0)
+TINY = CostSettings(images=1, batch_size=1, warmup=False, sigma=1.5 / 255, samples=1, carbon_intensity_g_per_kwh=200.0)
 
 
 @pytest.fixture(scope="module")
@@ -122,9 +121,28 @@ def test_report_names_device_units_and_conventions(table, tmp_path):
 def test_cli_cost_writes_the_report(tmp_path):
     from harness.cli import main
 
-    rc = main(["cost", "--methods", "rollout", "--dds", "carlini,noise_only", "--images", "1",
-               "--batch-size", "1", "--samples", "1", "--sigma", str(8 / 255), "--random-weights",
-               "--carbon-intensity", "100", "--out", str(tmp_path)])
+    rc = main(
+        [
+            "cost",
+            "--methods",
+            "rollout",
+            "--dds",
+            "carlini,noise_only",
+            "--images",
+            "1",
+            "--batch-size",
+            "1",
+            "--samples",
+            "1",
+            "--sigma",
+            str(8 / 255),
+            "--random-weights",
+            "--carbon-intensity",
+            "100",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert rc == 0
     df = pd.read_csv(tmp_path / "cost.csv")
     assert list(df["dds"]) == [PLAIN, "carlini", "noise_only"]
@@ -149,8 +167,9 @@ def test_cost_takes_runs_dds_sigma_by_default(tiny_world):
     by_variant = run_config_sigmas()
     assert dict(by_variant)["carlini"] == pytest.approx(32 / 255, abs=1e-4)
     model, denoiser, images = tiny_world
-    settings = CostSettings(images=1, batch_size=1, warmup=False, samples=1, sigma_by_variant=by_variant,
-                            carbon_intensity_g_per_kwh=200.0)
+    settings = CostSettings(
+        images=1, batch_size=1, warmup=False, samples=1, sigma_by_variant=by_variant, carbon_intensity_g_per_kwh=200.0
+    )
     rows = cost_table(model, denoiser, images, ["raw_attention"], ["carlini", "fvit"], settings).set_index("dds")
     assert rows.loc["carlini", "sigma_255"] == pytest.approx(32.0, abs=0.01)
     assert rows.loc["fvit", "sigma_255"] == pytest.approx(get_variant("fvit").default_sigma * 255)

@@ -66,9 +66,7 @@ def test_resized_like_chefers_pil_pipeline(seg_file):
     for i, (image, mask) in enumerate(pairs):
         item = ds[i]
         assert item.image.shape == (3, 224, 224) and item.mask.shape == (224, 224)
-        ref_img = (
-            np.asarray(Image.fromarray(image).resize((224, 224), Image.BILINEAR), dtype=np.float32) / 255
-        )
+        ref_img = np.asarray(Image.fromarray(image).resize((224, 224), Image.BILINEAR), dtype=np.float32) / 255
         ref_mask = np.array(Image.fromarray(mask).resize((224, 224), Image.NEAREST))
         assert torch.equal(item.image, torch.from_numpy(ref_img).permute(2, 0, 1))
         assert torch.equal(item.mask, torch.from_numpy(ref_mask))

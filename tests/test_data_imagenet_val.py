@@ -85,9 +85,7 @@ def test_flat_layout_maps_devkit_ids_to_standard_indices(flat_root):
     assert item.image.min() >= 0 and item.image.max() <= 1
     assert item.mask.shape == (224, 224) and item.mask.dtype == torch.uint8 and not item.mask.any()
     path = flat_root / f"{item.item_id.removeprefix('imagenet-val-')}.JPEG"
-    ref = (
-        np.asarray(Image.open(path).convert("RGB").resize((224, 224), Image.BILINEAR), dtype=np.float32) / 255
-    )
+    ref = np.asarray(Image.open(path).convert("RGB").resize((224, 224), Image.BILINEAR), dtype=np.float32) / 255
     assert torch.equal(item.image, torch.from_numpy(ref).permute(2, 0, 1))
 
 

@@ -42,8 +42,12 @@ def tiny_denoiser() -> Denoiser:
 
     torch.manual_seed(0)
     unet = UNet2DModel(
-        sample_size=16, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
-        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+        sample_size=16,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        norm_num_groups=4,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
     )
     return Denoiser(unet, linear_alphas_cumprod(), name="tiny-unet")
 
@@ -105,9 +109,7 @@ def test_fvit_calls_the_unet_45_times_at_delta_8_over_255(random_mini_vit, tiny_
 
 
 @pytest.mark.parametrize("variant", ["fvit", "re", "denoise_only"])
-def test_fvit_family_calls_the_unet_exactly_the_rules_steps(
-    variant, random_mini_vit, tiny_denoiser, images, calls
-):
+def test_fvit_family_calls_the_unet_exactly_the_rules_steps(variant, random_mini_vit, tiny_denoiser, images, calls):
     sigma = 3 / 255
     steps = fvit_steps(model_space_std(sigma))
     assert steps == 24
@@ -179,7 +181,7 @@ def test_carlini_noise_is_drawn_at_the_unet_resolution(tiny_denoiser, monkeypatc
     images = torch.full((64, 3, 24, 24), 0.5)  # x' = 0 in model space: x_t is pure scaled noise
     out = get_variant("carlini").purify(tiny_denoiser, images, sigma, torch.Generator().manual_seed(0))
     assert out.shape == images.shape
-    (x_t, t), = seen
+    ((x_t, t),) = seen
     assert x_t.shape[-2:] == (16, 16)
     abar = float(tiny_denoiser.alphas_cumprod[t])
     noise_std = (x_t / abar**0.5).std().item()
@@ -196,15 +198,26 @@ def test_without_a_target_each_sample_explains_its_own_prediction(denoiser):
     purified = dds.purify(images)
     own = model(purified).argmax(1)
     expected = dds.explain_purified(model, purified, None)
-    by_hand = torch.stack([get_explainer("transformer_attribution")(model, purified[i : i + 1], own[i : i + 1])[0]
-                           for i in range(purified.shape[0])]).view(3, 4, 64, 64)
+    by_hand = torch.stack(
+        [
+            get_explainer("transformer_attribution")(model, purified[i : i + 1], own[i : i + 1])[0]
+            for i in range(purified.shape[0])
+        ]
+    ).view(3, 4, 64, 64)
     from harness.explainers.registry import normalise_maps
     from harness.smoothing.fusion import get_fusion
 
     torch.testing.assert_close(expected, normalise_maps(get_fusion(dds.fusion_name)(by_hand)), rtol=0, atol=1e-5)
     torch.testing.assert_close(dds(model, images), expected)
-    as_input = smooth(get_explainer("transformer_attribution"), denoiser, "carlini", sigma=0.2, samples=4, seed=3,
-                      sample_target="input")
+    as_input = smooth(
+        get_explainer("transformer_attribution"),
+        denoiser,
+        "carlini",
+        sigma=0.2,
+        samples=4,
+        seed=3,
+        sample_target="input",
+    )
     torch.testing.assert_close(as_input(model, images), dds(model, images, model(images).argmax(1)))
     with pytest.raises(ValueError, match="sample_target"):
         smooth(get_explainer("rollout"), denoiser, "carlini", sample_target="label")

@@ -22,8 +22,12 @@ SIGMA = 2 / 255  # delta 4/255 in [-1,1] space: 8 ancestral steps
 def tiny_denoiser() -> Denoiser:
     torch.manual_seed(0)
     unet = UNet2DModel(
-        sample_size=16, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
-        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+        sample_size=16,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        norm_num_groups=4,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
     )
     return Denoiser(unet, linear_alphas_cumprod(), name="tiny-unet")
 
@@ -104,8 +108,15 @@ def test_attack_per_trial_attacks_each_trial_afresh(tmp_path, monkeypatch):
         return real(model, images, radius, **kw)
 
     monkeypatch.setattr(experiment, "pgd_linf", spy)
-    base = ExperimentConfig(name="trials", methods=("raw_attention",), radii_255=(0, 8), tasks=("segmentation",),
-                            limit=2, batch_size=2, dds=(DDSSpec("carlini", sigma=0.1, samples=3),))
+    base = ExperimentConfig(
+        name="trials",
+        methods=("raw_attention",),
+        radii_255=(0, 8),
+        tasks=("segmentation",),
+        limit=2,
+        batch_size=2,
+        dds=(DDSSpec("carlini", sigma=0.1, samples=3),),
+    )
     run_experiment(base, tmp_path / "shared", progress=False)
     shared_seeds, seeds[:] = list(seeds), []
     per_trial = base.replace(dds=(DDSSpec("carlini", sigma=0.1, samples=3, attack_per_trial=True),))

@@ -91,7 +91,7 @@ def _check_command(words: list[str], where: str) -> None:
     elif program.startswith("python3") and args[:2] == ["-m", "venv"]:
         assert len(args) == 3, f"{where}: `python -m venv` takes one folder"
     elif program == "torchrun":
-        _check_command(["fvit-bench", *args[args.index("harness.cli") + 1:]], where)
+        _check_command(["fvit-bench", *args[args.index("harness.cli") + 1 :]], where)
     else:
         raise AssertionError(f"{where}: no check for the command {program!r}; add one to tests/test_docs.py")
 
@@ -120,8 +120,14 @@ def test_every_protocol_citation_names_a_section_of_docs_protocol():
     sections = set(re.findall(r"^## (\d+)\. ", (ROOT / "docs" / "PROTOCOL.md").read_text(), re.M))
     assert sections >= {"1", "3", "4", "5", "6"}
     cited = 0
-    for path in [*ROOT.glob("harness/**/*.py"), *ROOT.glob("tests/**/*.py"), *ROOT.glob("claims/*.*"),
-                 *ROOT.glob("*.md"), *ROOT.glob("docs/*.md"), *ROOT.glob("benchmarks/*.py")]:
+    for path in [
+        *ROOT.glob("harness/**/*.py"),
+        *ROOT.glob("tests/**/*.py"),
+        *ROOT.glob("claims/*.*"),
+        *ROOT.glob("*.md"),
+        *ROOT.glob("docs/*.md"),
+        *ROOT.glob("benchmarks/*.py"),
+    ]:
         text = path.read_text(errors="replace")
         if path.name == "test_docs.py":
             continue

@@ -106,15 +106,20 @@ def test_attribution_rollout_explains_the_top_class_unless_told_otherwise(model,
 
 def test_target_none_explains_the_predicted_class(model, images):
     pred = model(images).argmax(dim=1)
-    torch.testing.assert_close(explain("transformer_attribution", model, images), explain(
-        "transformer_attribution", model, images, pred))
+    torch.testing.assert_close(
+        explain("transformer_attribution", model, images), explain("transformer_attribution", model, images, pred)
+    )
 
 
 # ----------------------------------------------------------------------------- options
 @pytest.mark.parametrize(
     ("method", "options"),
-    [("rollout", dict(start_layer=6)), ("transformer_attribution", dict(start_layer=-1)),
-     ("attribution_rollout", dict(start_layer=6)), ("rollout", dict(head_fusion="median"))],
+    [
+        ("rollout", dict(start_layer=6)),
+        ("transformer_attribution", dict(start_layer=-1)),
+        ("attribution_rollout", dict(start_layer=6)),
+        ("rollout", dict(head_fusion="median")),
+    ],
 )
 def test_bad_options_raise_value_error(model, images, method, options):
     with pytest.raises(ValueError, match="start_layer|head_fusion"):

@@ -67,8 +67,13 @@ def test_road_removes_by_imputation_not_black_pixels():
     noisy = road_images(images, maps, positive=True, steps=(0.5,), noise=0.01, seed=0)
     changed = (noisy[0] - images).abs().amax(dim=1)[0] > 0
     assert changed.sum() == 18 and changed.flatten()[maps.flatten().argsort(descending=True)[:18]].all()
-    correct = road_correctness(lambda x: torch.stack([x.mean((1, 2, 3)), 0.4 * torch.ones(len(x))], 1),
-                               images, maps, torch.tensor([0]), positive=True)
+    correct = road_correctness(
+        lambda x: torch.stack([x.mean((1, 2, 3)), 0.4 * torch.ones(len(x))], 1),
+        images,
+        maps,
+        torch.tensor([0]),
+        positive=True,
+    )
     assert correct.shape == (1, 10) and correct.eq(1).all()  # mean stays ~0.5 > 0.4 under imputation
 
 
@@ -101,8 +106,14 @@ def test_runner_computes_the_extra_tasks_only_when_asked(tmp_path):
     from harness.runner.experiment import load_rows, run_experiment
 
     assert DEFAULT_CONFIG.tasks == ("segmentation", "perturbation")
-    cfg = ExperimentConfig(methods=("raw_attention",), dds=(), radii_255=(0,), limit=2, batch_size=2,
-                           tasks=("insertion_deletion", "road", "max_sensitivity"))
+    cfg = ExperimentConfig(
+        methods=("raw_attention",),
+        dds=(),
+        radii_255=(0,),
+        limit=2,
+        batch_size=2,
+        tasks=("insertion_deletion", "road", "max_sensitivity"),
+    )
     run_experiment(cfg, tmp_path, progress=False)
     tables = all_tables(load_rows(tmp_path, cfg))
     row = tables["extra_metrics"].iloc[0]
@@ -120,15 +131,46 @@ def test_a_run_with_the_extra_tasks_writes_their_table_and_report(tmp_path, monk
 
     monkeypatch.chdir(tmp_path)  # the report looks for reports/claims and reports/cost here: none
     out = tmp_path / "run"
-    assert main(["run", "--limit", "2", "--batch-size", "2", "--methods", "raw_attention", "--dds", "",
-                 "--radii", "0,8", "--tasks", "segmentation,insertion_deletion,road,max_sensitivity",
-                 "--gallery", "0", "--threads", "1", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--limit",
+                "2",
+                "--batch-size",
+                "2",
+                "--methods",
+                "raw_attention",
+                "--dds",
+                "",
+                "--radii",
+                "0,8",
+                "--tasks",
+                "segmentation,insertion_deletion,road,max_sensitivity",
+                "--gallery",
+                "0",
+                "--threads",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     metrics = ("insertion_auc", "deletion_auc", "road_morf_auc", "road_lerf_auc", "max_sensitivity")
     table = pd.read_csv(out / "extra_metrics.csv")
     assert set(metrics) <= set(table.columns) and len(table) == 2  # raw_attention x radii 0, 8
     md = (out / "extra_metrics.md").read_text()
-    for needed in ("prob_trapz", "re_trapz_div8", "relative_l2", "8 neighbours",
-                   "radius 2/255", "kernel 11 px, std 5 px", "10%..90%", "Config hash"):
+    for needed in (
+        "prob_trapz",
+        "re_trapz_div8",
+        "relative_l2",
+        "8 neighbours",
+        "radius 2/255",
+        "kernel 11 px, std 5 px",
+        "10%..90%",
+        "Config hash",
+    ):
         assert needed in md, needed
     page = (out / "report.html").read_text()
     assert "id='extra_metrics'" in page and "id='conventions-extra_metrics'" in page

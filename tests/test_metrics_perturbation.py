@@ -164,9 +164,7 @@ def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match="label"):
         perturbation_correctness(lambda x: x.flatten(1), images, maps, torch.tensor([-1, 0]), True)
     with pytest.raises(ValueError, match="explained"):
-        perturbation_test(
-            lambda x: x.flatten(1), images, maps, torch.tensor([0, 0]), positive=True, explained="top"
-        )
+        perturbation_test(lambda x: x.flatten(1), images, maps, torch.tensor([0, 0]), positive=True, explained="top")
     assert explanation_target("pred", torch.tensor([3])) is None
     assert explanation_target("target", torch.tensor([3])).tolist() == [3]
 
@@ -175,8 +173,6 @@ def test_runs_on_the_mini_vit(random_mini_vit):
     images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         pred = random_mini_vit(images).argmax(1)
-    result = perturbation_test(
-        random_mini_vit, images, torch.rand(2, 64, 64), pred, positive=True, explained="pred"
-    )
+    result = perturbation_test(random_mini_vit, images, torch.rand(2, 64, 64), pred, positive=True, explained="pred")
     assert result.correct.shape == (2, 10) and set(result.correct.unique().tolist()) <= {0.0, 1.0}
     assert result.correct[:, 0].tolist() == [1.0, 1.0]  # the labels are the clean predictions

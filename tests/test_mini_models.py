@@ -28,8 +28,10 @@ def test_shipped_denoiser_one_shot_raises_psnr(mini_denoiser):
     # 100 images (one UNet batch per sigma): the recipe's 200-image gains are 8.7..12.2 dB, far above the bar.
     gains = one_shot_psnr_gain(mini_denoiser, tuple(s / 255 for s in BAR_SIGMAS_255), length=100)
     for sigma, g in gains.items():
-        print(f"sigma={sigma * 255:.0f}/255 (pixel units): noisy {g['noisy_db']:.2f} dB -> "
-              f"one-shot {g['denoised_db']:.2f} dB (gain {g['gain_db']:+.2f} dB)")
+        print(
+            f"sigma={sigma * 255:.0f}/255 (pixel units): noisy {g['noisy_db']:.2f} dB -> "
+            f"one-shot {g['denoised_db']:.2f} dB (gain {g['gain_db']:+.2f} dB)"
+        )
     assert all(g["gain_db"] > 0 for g in gains.values())
     assert gains[16 / 255]["gain_db"] >= 3.0
 
@@ -45,8 +47,10 @@ def test_shipped_vit_supports_the_perturbation_test(mini_vit):
 
     images, labels, _ = stack(EmbeddedShapes("test"), range(100))
     maps = explain("rollout", mini_vit, images)
-    at_10 = {pos: perturbation_correctness(mini_vit, images, maps, labels, pos)[:, 1].float().mean().item()
-             for pos in (True, False)}
+    at_10 = {
+        pos: perturbation_correctness(mini_vit, images, maps, labels, pos)[:, 1].float().mean().item()
+        for pos in (True, False)
+    }
     print(f"top-1 with 10% deleted: most relevant first {at_10[True]:.2f}, least relevant first {at_10[False]:.2f}")
     assert at_10[False] - at_10[True] >= 0.3
 
@@ -90,8 +94,10 @@ def test_staged_recipe_chains_its_stages(tmp_path, monkeypatch):
     from harness.train import mini_vit
 
     small = dict(batch_size=4, train_size=12, eval_size=10)
-    stages = ({"steps": 1, "lr": 1e-3, "seed": 0, **small},
-              {"steps": 2, "lr": 5e-4, "seed": 1, "deletion": 0.5, **small})
+    stages = (
+        {"steps": 1, "lr": 1e-3, "seed": 0, **small},
+        {"steps": 2, "lr": 5e-4, "seed": 1, "deletion": 0.5, **small},
+    )
     monkeypatch.setattr(mini_vit, "RECIPE_STAGES", stages)
     meta = mini_vit.train_mini_vit_recipe(tmp_path / "out", threads=1)
     assert (meta["steps"], meta["deletion"]) == (2, 0.5) and meta["init_from"].endswith("stage0")

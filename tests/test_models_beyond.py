@@ -73,8 +73,15 @@ def test_hf_vit_matches_transformers_logits(tmp_path):
     from harness.models.hf import load_hf_vit
     from harness.models.zoo import load_classifier
 
-    config = transformers.ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
-                                    num_attention_heads=2, intermediate_size=64, num_labels=5)
+    config = transformers.ViTConfig(
+        image_size=32,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=5,
+    )
     torch.manual_seed(0)
     hf = transformers.ViTForImageClassification(config).eval()
     hf.save_pretrained(tmp_path)

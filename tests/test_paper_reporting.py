@@ -12,9 +12,22 @@ from harness.runner.config import DDSSpec, ExperimentConfig
 
 
 def _seg_rows(label: int) -> pd.DataFrame:
-    base = {"method": "rollout", "dds": "none", "radius_255": 8.0, "pred": 3, "clean_pred": 3, "label": label,
-            "correct": 5.0, "labeled": 10.0, "inter_bg": 2.0, "union_bg": 4.0, "inter_fg": 3.0, "union_fg": 6.0,
-            "ap": 0.5, "topk_overlap": 0.5}
+    base = {
+        "method": "rollout",
+        "dds": "none",
+        "radius_255": 8.0,
+        "pred": 3,
+        "clean_pred": 3,
+        "label": label,
+        "correct": 5.0,
+        "labeled": 10.0,
+        "inter_bg": 2.0,
+        "union_bg": 4.0,
+        "inter_fg": 3.0,
+        "union_fg": 6.0,
+        "ap": 0.5,
+        "topk_overlap": 0.5,
+    }
     return pd.DataFrame([{**base, "item_id": f"i{k}"} for k in range(2)])
 
 
@@ -30,8 +43,10 @@ def test_unlabelled_segmentation_shows_top1_as_na(tmp_path):
 def test_dds_line_states_the_sample_counts(tmp_path):
     from harness.runner.main import write_tables
 
-    cfg = ExperimentConfig(dds=(DDSSpec("fvit", sigma=2 / 255), DDSSpec("re", sigma=2 / 255),
-                                DDSSpec("carlini", samples=5)), tasks=("segmentation",))
+    cfg = ExperimentConfig(
+        dds=(DDSSpec("fvit", sigma=2 / 255), DDSSpec("re", sigma=2 / 255), DDSSpec("carlini", samples=5)),
+        tasks=("segmentation",),
+    )
     paths = write_tables(cfg, tmp_path, _seg_rows(label=-1))
     text = paths["segmentation"].read_text()
     assert "variant default" not in text

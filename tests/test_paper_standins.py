@@ -26,8 +26,10 @@ from harness.runner.config import load_config
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "harness" / "configs").glob("paper_*.yaml"))
 SMOKE_SIGMA = 1.3 / 255  # [0,1] pixel units: 1 ancestral step by FViT's rule
-WEIGHTS = {"vit_base_patch16_224": ("FVIT_VIT_B16_WEIGHTS", "vit_safetensors"),
-           "deit_base_patch16_224": ("FVIT_DEIT_B_WEIGHTS", "deit_pth")}
+WEIGHTS = {
+    "vit_base_patch16_224": ("FVIT_VIT_B16_WEIGHTS", "vit_safetensors"),
+    "deit_base_patch16_224": ("FVIT_DEIT_B_WEIGHTS", "deit_pth"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +43,13 @@ def standins(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture
 def paper_env(standins, monkeypatch) -> dict[str, str]:
-    env = {"FVIT_VIT_B16_WEIGHTS": str(standins["vit_pth"]), "FVIT_DEIT_B_WEIGHTS": str(standins["deit_pth"]),
-           "FVIT_IMAGENET_SEG": str(standins["seg"]), "FVIT_IMAGENET_VAL": str(standins["val"]),
-           "FVIT_ADM_DIR": str(standins["adm_dir"])}
+    env = {
+        "FVIT_VIT_B16_WEIGHTS": str(standins["vit_pth"]),
+        "FVIT_DEIT_B_WEIGHTS": str(standins["deit_pth"]),
+        "FVIT_IMAGENET_SEG": str(standins["seg"]),
+        "FVIT_IMAGENET_VAL": str(standins["val"]),
+        "FVIT_ADM_DIR": str(standins["adm_dir"]),
+    }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
@@ -97,15 +103,17 @@ def test_every_paper_claim_has_a_shipped_config():
 
     configs = [load_config(p) for p in CONFIGS]
     assert {(c.model, c.dataset) for c in configs} == {
-        (m, d) for m in WEIGHTS for d in ("imagenet-seg", "imagenet-val")}
+        (m, d) for m in WEIGHTS for d in ("imagenet-seg", "imagenet-val")
+    }
     for claim in load_claims():
         if claim.world != "paper" or claim.dataset == COST_DATASET:
             continue
         dataset = {"imagenet-val-re8": "imagenet-val"}.get(DATASET_OF[claim.dataset], DATASET_OF[claim.dataset])
         cfg = next(c for c in configs if c.model == claim.model and c.dataset == dataset)  # re8: Re's subset of val
         assert claim.dds == "none" or claim.dds in {d.variant for d in cfg.dds}, claim.id
-        assert claim.radius_255 in cfg.radii_255 and (claim.method == "none" or claim.method in
-                                                      cfg.resolved_methods()), claim.id
+        assert claim.radius_255 in cfg.radii_255 and (
+            claim.method == "none" or claim.method in cfg.resolved_methods()
+        ), claim.id
 
 
 def _config_param(path: Path):
@@ -126,8 +134,23 @@ def test_deit_b_loads_from_its_published_checkpoint(standins):
 def test_each_paper_config_runs_plain_and_with_each_variant(config, paper_env, tmp_path, capsys):
     cfg = load_config(config)
     out = tmp_path / "run"
-    argv = ["run", "--config", str(config), "--limit", "1", "--methods", "transformer_attribution",
-            "--radii", "0,8", "--sigma", str(SMOKE_SIGMA), "--samples", "1", "--out", str(out)]
+    argv = [
+        "run",
+        "--config",
+        str(config),
+        "--limit",
+        "1",
+        "--methods",
+        "transformer_attribution",
+        "--radii",
+        "0,8",
+        "--sigma",
+        str(SMOKE_SIGMA),
+        "--samples",
+        "1",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0, capsys.readouterr().err
     table = "segmentation" if cfg.dataset == "imagenet-seg" else "perturbation"
     frame = pd.read_csv(out / f"{table}.csv")
@@ -144,10 +167,34 @@ def _claims_tree(tmp_path: Path) -> Path:
 
 
 def _claims(tree: Path, env: dict[str, str], select: str) -> pd.DataFrame:
-    env = {**os.environ, **env, "PYTHONPATH": str(REPO), "FVIT_CLAIMS_LIMIT": "1",
-           "FVIT_CLAIMS_DDS_SIGMA": str(SMOKE_SIGMA), "FVIT_CLAIMS_OUT": str(tree / "runs"), "OMP_NUM_THREADS": "2"}
-    done = subprocess.run([sys.executable, "-m", "pytest", "claims/test_claims.py", "-m", "gpu", "-k", select,
-                           "-q", "-p", "no:cacheprovider"], cwd=tree, env=env, capture_output=True, text=True)
+    env = {
+        **os.environ,
+        **env,
+        "PYTHONPATH": str(REPO),
+        "FVIT_CLAIMS_LIMIT": "1",
+        "FVIT_CLAIMS_DDS_SIGMA": str(SMOKE_SIGMA),
+        "FVIT_CLAIMS_OUT": str(tree / "runs"),
+        "OMP_NUM_THREADS": "2",
+    }
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "claims/test_claims.py",
+            "-m",
+            "gpu",
+            "-k",
+            select,
+            "-q",
+            "-p",
+            "no:cacheprovider",
+        ],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr[-3000:]  # 1: random weights fail values
     return pd.read_csv(tree / "reports" / "claims" / "verdicts.csv")
 

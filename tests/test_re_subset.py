@@ -114,8 +114,11 @@ def test_named_dataset_option(tmp_path):
     sub = get_dataset("imagenet-val-re8", root, size=4, expected_classes=None, subset_fraction=0.5)
     named = ImageNetVal(root, size=4, expected_classes=None, subset=SUBSET_NAME, subset_fraction=0.5)
     ids = [full[i].item_id for i in range(len(full))]
-    assert [sub[i].item_id for i in range(len(sub))] == re_subset_ids(ids, 0.5) == [
-        named[i].item_id for i in range(len(named))]
+    assert (
+        [sub[i].item_id for i in range(len(sub))]
+        == re_subset_ids(ids, 0.5)
+        == [named[i].item_id for i in range(len(named))]
+    )
     assert len(sub) == 6
     with pytest.raises(ValueError, match="takes no subset"):
         get_dataset("imagenet-val-re8", root, expected_classes=None, subset="other")
@@ -139,8 +142,9 @@ def test_both_kernel_models_reproduce_the_issue_values():
     assert torch.allclose(torch.rand(5), torch.tensor([0.8823, 0.9150, 0.3829, 0.9593, 0.3904]), atol=1e-4)
     assert torch.allclose(torch.empty(5).exponential_(1), torch.tensor(ISSUE_150538_STABLE), atol=1e-4)
     raw = legacy_mt19937_raw(42, 6)  # five draws for rand(5), then the 32-bit MKL seed of a float tensor
-    assert [r & 0xFFFFFF for r in raw[:5]] == [int(v * 2**24) for v in torch.rand(5, generator=(
-        torch.Generator().manual_seed(42)))]
+    assert [r & 0xFFFFFF for r in raw[:5]] == [
+        int(v * 2**24) for v in torch.rand(5, generator=(torch.Generator().manual_seed(42)))
+    ]
     m = 2**31 - 1
     x = raw[5] % m
     assert raw[5] > m  # the seed's reduction mod M is exercised

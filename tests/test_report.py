@@ -16,17 +16,37 @@ from PIL import Image
 from harness.report import intervals as ci
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def test_report_opens_with_a_summary_of_the_run(small_run):
     out, _ = small_run
     page = (out / "report.html").read_text()
-    summary = page[page.index("id='summary'"):page.index("id='verdict-summary'")]
-    for needed in ("mini-vit", "embedded world", "4 images", "raw_attention, rollout", "carlini", "32.0/255",
-                   "0/255, 8/255", "config hash", "commit", "Headline", "DDS carlini vs plain at PGD 8/255",
-                   "rows.sqlite", "segmentation.md"):
+    summary = page[page.index("id='summary'") : page.index("id='verdict-summary'")]
+    for needed in (
+        "mini-vit",
+        "embedded world",
+        "4 images",
+        "raw_attention, rollout",
+        "carlini",
+        "32.0/255",
+        "0/255, 8/255",
+        "config hash",
+        "commit",
+        "Headline",
+        "DDS carlini vs plain at PGD 8/255",
+        "rows.sqlite",
+        "segmentation.md",
+    ):
         assert needed in summary, needed
     assert page.index("id='summary'") < page.index("id='segmentation'")  # summary comes first
     assert "[" in summary and "95% interval" in summary  # the headline states its intervals
@@ -45,7 +65,7 @@ def test_conventions_appear_once_and_each_table_links_them(small_run):
 
 def _markdown_table(md: str, heading: str) -> pd.DataFrame:
     """The first pipe table after `heading` in a markdown text."""
-    lines = md[md.index(heading):].splitlines()
+    lines = md[md.index(heading) :].splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("|"))
     table = []
     for line in lines[start:]:
@@ -74,8 +94,15 @@ def test_claims_grid_only_for_verdicts_of_a_matching_run(tmp_path):
     cfg = ExperimentConfig(methods=("rollout",))
     path = tmp_path / "verdicts.csv"
     assert claims_grid(path, cfg)[0] is None and "No claim verdicts" in claims_grid(path, cfg)[1]
-    row = {"world": "embedded", "group": "fvit-1", "form": "relation (level)", "control": "", "method": "rollout",
-           "metric": "mIoU (percent)", "outcome": "held"}
+    row = {
+        "world": "embedded",
+        "group": "fvit-1",
+        "form": "relation (level)",
+        "control": "",
+        "method": "rollout",
+        "metric": "mIoU (percent)",
+        "outcome": "held",
+    }
     pd.DataFrame([row]).to_csv(path, index=False)
     grid, why = claims_grid(path, cfg)
     assert grid is None and "do not name the run" in why
@@ -105,8 +132,9 @@ def test_bootstrap_intervals_match_the_normal_approximation_and_pair_images():
 def _blank_border(png: Path, width: int = 3) -> bool:
     """True when nothing is drawn in the image's outer `width` pixels: no title or label runs off its edge."""
     pixels = np.asarray(Image.open(png).convert("L"), dtype=np.int16)
-    border = np.concatenate([pixels[:width].ravel(), pixels[-width:].ravel(), pixels[:, :width].ravel(),
-                             pixels[:, -width:].ravel()])
+    border = np.concatenate(
+        [pixels[:width].ravel(), pixels[-width:].ravel(), pixels[:, :width].ravel(), pixels[:, -width:].ravel()]
+    )
     return bool((border > 245).all())
 
 
@@ -124,7 +152,13 @@ def test_figures_are_whole_screen_sized_and_one_per_metric(small_run):
     out, _ = small_run
     figures = sorted((out / "figures").glob("*_vs_radius.png"))
     assert {p.name.removesuffix("_vs_radius.png") for p in figures} == {
-        "pixel_accuracy", "mIoU", "mAP", "positive_auc_chefer", "negative_auc_chefer", "topk_overlap"}
+        "pixel_accuracy",
+        "mIoU",
+        "mAP",
+        "positive_auc_chefer",
+        "negative_auc_chefer",
+        "topk_overlap",
+    }
     for png in [*figures, out / "figures" / "gallery.png"]:
         assert _blank_border(png), f"{png.name}: something is drawn up to the image's edge (clipped)"
         width, _ = Image.open(png).size
@@ -137,9 +171,19 @@ def test_report_renders_in_headless_chromium(small_run, tmp_path):
     url = (out / "report.html").as_uri()
     profile = tmp_path / "profile"
     dom = subprocess.run(
-        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--window-size=1280,900", "--virtual-time-budget=10000",
-         "--dump-dom", url],
-        capture_output=True, text=True, timeout=120, check=True,
+        [
+            CHROMIUM,
+            *FLAGS,
+            f"--user-data-dir={profile}",
+            "--window-size=1280,900",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     ).stdout
     data = dict(re.findall(r'data-images-([\w-]+)="(\d+)"', dom))
     assert data, "the page's load script did not run"
@@ -147,11 +191,15 @@ def test_report_renders_in_headless_chromium(small_run, tmp_path):
     assert int(data["total"]) == figures == 7 and int(data["loaded"]) == figures, "some figures did not decode"
     assert int(data["overflowing"]) == 0, "a figure runs past the page's right edge"
     assert int(data["min-width"]) >= 800, "figures are shown smaller than a screen's width"
-    assert "id=\"summary\"" in dom and "Headline" in dom and "95% CI" in dom
+    assert 'id="summary"' in dom and "Headline" in dom and "95% CI" in dom
     assert "Map gallery" in dom
     shot = tmp_path / "shot.png"
-    subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", f"--screenshot={shot}",
-                    "--window-size=1280,2400", url], capture_output=True, timeout=120, check=True)
+    subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", f"--screenshot={shot}", "--window-size=1280,2400", url],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     assert shot.stat().st_size > 10_000
     top = np.asarray(Image.open(shot).convert("L"))[:600]
     assert (top < 128).mean() > 0.002, "the top of the page (the summary) is blank"
@@ -167,8 +215,14 @@ def test_gallery_collects_the_runs_own_maps(tmp_path):
     from harness.runner.config import DDSSpec, ExperimentConfig
     from harness.runner.experiment import load_rows, run_experiment
 
-    cfg = ExperimentConfig(methods=("raw_attention",), dds=(DDSSpec("carlini", sigma=32 / 255, samples=1),),
-                           radii_255=(0, 8), limit=2, batch_size=2, tasks=("segmentation",))
+    cfg = ExperimentConfig(
+        methods=("raw_attention",),
+        dds=(DDSSpec("carlini", sigma=32 / 255, samples=1),),
+        radii_255=(0, 8),
+        limit=2,
+        batch_size=2,
+        tasks=("segmentation",),
+    )
     collector = MapCollector(["embedded-test-000001"], "raw_attention")
     run_experiment(cfg, tmp_path, progress=False, map_sink=collector)
     assert collector.complete(["carlini"]) and len(collector.maps) == 4  # 1 item x {none, carlini} x {0, 8}
@@ -178,8 +232,10 @@ def test_gallery_collects_the_runs_own_maps(tmp_path):
         attacked = collector.maps[("embedded-test-000001", dds, 8.0)][1]
         overlap = topk_overlap(clean[None], attacked[None], cfg.topk).item()
         assert overlap == pytest.approx(rows.loc[("embedded-test-000001", dds, 8.0), "topk_overlap"], abs=1e-6)
-    assert not torch.equal(collector.maps[("embedded-test-000001", "none", 8.0)][0],
-                           collector.maps[("embedded-test-000001", "none", 0.0)][0])  # attacked input kept
+    assert not torch.equal(
+        collector.maps[("embedded-test-000001", "none", 8.0)][0],
+        collector.maps[("embedded-test-000001", "none", 0.0)][0],
+    )  # attacked input kept
     # Under a DDS map the gallery writes the smoothed prediction (the rows' majority vote), under a plain one
     # the classifier's: change the stored votes and the labels follow.
     from harness.data.registry import get_dataset
@@ -197,12 +253,25 @@ def test_gallery_collects_the_runs_own_maps(tmp_path):
 def test_verdict_summary_is_a_claim_by_method_grid():
     from harness.report.html import verdict_summary
 
-    verdicts = pd.DataFrame([
-        {"world": "embedded", "group": g, "form": "relation (level)", "control": c, "method": m,
-         "metric": "mIoU (percent)", "outcome": v}
-        for g, c, m, v in (("fvit-1", "", "rollout", "held"), ("fvit-1", "", "lrp", "vacuous"),
-                           ("anchor", "", "lrp", "skipped"), ("fvit-1", "identity", "lrp", "inconclusive"))
-    ])
+    verdicts = pd.DataFrame(
+        [
+            {
+                "world": "embedded",
+                "group": g,
+                "form": "relation (level)",
+                "control": c,
+                "method": m,
+                "metric": "mIoU (percent)",
+                "outcome": v,
+            }
+            for g, c, m, v in (
+                ("fvit-1", "", "rollout", "held"),
+                ("fvit-1", "", "lrp", "vacuous"),
+                ("anchor", "", "lrp", "skipped"),
+                ("fvit-1", "identity", "lrp", "inconclusive"),
+            )
+        ]
+    )
     grid = verdict_summary(verdicts)
     assert list(grid.columns) == ["world", "claim", "form", "metric", "lrp", "rollout"]
     assert grid.iloc[0][["lrp", "rollout"]].tolist() == ["vacuous", "held"] and len(grid) == 1
@@ -216,8 +285,31 @@ def test_report_states_each_methods_margin_over_the_best_baseline_map(tmp_path, 
 
     monkeypatch.chdir(tmp_path)  # no reports/claims or reports/cost here
     out = tmp_path / "run"
-    assert main(["run", "--limit", "4", "--batch-size", "4", "--methods", "raw_attention", "--baselines",
-                 "--dds", "", "--radii", "0,8", "--gallery", "0", "--threads", "1", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--limit",
+                "4",
+                "--batch-size",
+                "4",
+                "--methods",
+                "raw_attention",
+                "--baselines",
+                "--dds",
+                "",
+                "--radii",
+                "0,8",
+                "--gallery",
+                "0",
+                "--threads",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     seg = pd.read_csv(out / "segmentation.csv")
     assert set(seg["method"]) == {"raw_attention", "random_map", "centre_map", "constant_map"}
     page = (out / "report.html").read_text()
@@ -234,8 +326,9 @@ def test_report_states_each_methods_margin_over_the_best_baseline_map(tmp_path, 
         text = row["mIoU over best baseline"]
         best = text.rsplit(" vs ", 1)[1]
         assert cell.loc[best, "mIoU"] == cell.drop("raw_attention")["mIoU"].max()  # mIoU: higher is better
-        assert float(text.split()[0]) == pytest.approx(cell.loc["raw_attention", "mIoU"] - cell.loc[best, "mIoU"],
-                                                       rel=1e-2, abs=1e-2)
+        assert float(text.split()[0]) == pytest.approx(
+            cell.loc["raw_attention", "mIoU"] - cell.loc[best, "mIoU"], rel=1e-2, abs=1e-2
+        )
     faith = _markdown_table(md, "## Faithfulness under attack: margin over the best baseline map")
     assert faith["topk_overlap over best baseline"].str.endswith("vs centre_map").all()  # 1 by construction
     pert = _markdown_table(md, "## Perturbation tests: margin over the best baseline map")
@@ -244,4 +337,5 @@ def test_report_states_each_methods_margin_over_the_best_baseline_map(tmp_path, 
     best = row["positive_auc_chefer over best baseline"].rsplit(" vs ", 1)[1]
     assert cell.loc[best, "positive_auc_chefer"] == cell.drop("raw_attention")["positive_auc_chefer"].min()
     assert float(row["positive_auc_chefer over best baseline"].split()[0]) == pytest.approx(
-        cell.loc[best, "positive_auc_chefer"] - cell.loc["raw_attention", "positive_auc_chefer"], rel=1e-2, abs=1e-2)
+        cell.loc[best, "positive_auc_chefer"] - cell.loc["raw_attention", "positive_auc_chefer"], rel=1e-2, abs=1e-2
+    )

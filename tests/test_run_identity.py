@@ -27,8 +27,16 @@ from harness.runner.experiment import load_rows, merge_shards, run_experiment
 from harness.runner.identity import path_identity, run_identity
 from harness.runner.store import RowStore, StoreError, check_identity
 
-TINY = ExperimentConfig(name="tiny", methods=("raw_attention",), dds=(), radii_255=(0, 8), tasks=("segmentation",),
-                        attack_steps=2, limit=6, batch_size=4)
+TINY = ExperimentConfig(
+    name="tiny",
+    methods=("raw_attention",),
+    dds=(),
+    radii_255=(0, 8),
+    tasks=("segmentation",),
+    attack_steps=2,
+    limit=6,
+    batch_size=4,
+)
 
 
 def _cli(capsys, *argv: str) -> tuple[int, str]:
@@ -51,6 +59,7 @@ def _one_line_error(code: int, err: str, *needles: str) -> None:
 
 # --- the limit -----------------------------------------------------------------------------------
 
+
 def test_limit_may_grow_and_shrink_and_reports_only_its_items(tmp_path):
     out, cfg = tmp_path / "run", TINY.replace(radii_255=(0,))
     run_experiment(cfg, out, progress=False)
@@ -70,6 +79,7 @@ def test_limit_may_grow_and_shrink_and_reports_only_its_items(tmp_path):
 
 
 # --- run identity --------------------------------------------------------------------------------
+
 
 def test_refused_resume_names_each_difference_and_leaves_config_json(tmp_path):
     run_experiment(TINY.replace(limit=2), tmp_path, progress=False)
@@ -134,8 +144,10 @@ def test_fingerprint_sees_a_change_in_the_middle_of_a_large_file(tmp_path):
 
 def test_yaml_and_cli_numbers_hash_alike_and_shards_merge(tmp_path, capsys):
     yaml_cfg = tmp_path / "c.yaml"
-    yaml_cfg.write_text("methods: [raw_attention]\ndds: []\nradii_255: [0]\ntasks: [segmentation]\n"
-                        "limit: 4\nbatch_size: 2\nattack_steps: 2\n")
+    yaml_cfg.write_text(
+        "methods: [raw_attention]\ndds: []\nradii_255: [0]\ntasks: [segmentation]\n"
+        "limit: 4\nbatch_size: 2\nattack_steps: 2\n"
+    )
     cfg = load_config(yaml_cfg)
     cli_cfg = cfg.replace(radii_255=(0.0,), limit=4)
     assert cfg.config_hash() == cli_cfg.config_hash()
@@ -171,18 +183,36 @@ def test_radius_keys_are_exact(tmp_path):
 
 # --- one writer ----------------------------------------------------------------------------------
 
+
 def test_a_second_writer_exits_at_once(tmp_path, capsys):
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from filelock import FileLock; "
-         f"lock = FileLock({str(tmp_path / 'rows.sqlite.lock')!r}); lock.acquire(); "
-         "print('held', flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from filelock import FileLock; "
+            f"lock = FileLock({str(tmp_path / 'rows.sqlite.lock')!r}); lock.acquire(); "
+            "print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "held"
         start = time.monotonic()
-        code, err = _cli(capsys, "run", "--methods", "raw_attention", "--dds", "", "--radii", "0", "--limit", "2",
-                         "--out", str(tmp_path))
+        code, err = _cli(
+            capsys,
+            "run",
+            "--methods",
+            "raw_attention",
+            "--dds",
+            "",
+            "--radii",
+            "0",
+            "--limit",
+            "2",
+            "--out",
+            str(tmp_path),
+        )
         assert time.monotonic() - start < 60
         _one_line_error(code, err, "another process is writing to", "rows.sqlite")
     finally:
@@ -192,11 +222,22 @@ def test_a_second_writer_exits_at_once(tmp_path, capsys):
 
 # --- corrupt inputs, bad folders -----------------------------------------------------------------
 
+
 def test_corrupt_mat_file_is_named(tmp_path, capsys):
     bad = tmp_path / "gtsegs_ijcv.mat"
     bad.write_bytes(np.random.default_rng(0).bytes(4096))
-    code, err = _cli(capsys, "run", "--dataset", "imagenet-seg", "--dataset-root", str(bad), "--dds", "",
-                     "--out", str(tmp_path / "o"))
+    code, err = _cli(
+        capsys,
+        "run",
+        "--dataset",
+        "imagenet-seg",
+        "--dataset-root",
+        str(bad),
+        "--dds",
+        "",
+        "--out",
+        str(tmp_path / "o"),
+    )
     _one_line_error(code, err, str(bad), "HDF5")
 
 
@@ -252,8 +293,9 @@ def test_corrupt_image_stops_or_is_skipped_and_recorded(tmp_path, monkeypatch):
 
 def test_corrupt_store_is_named(tmp_path, capsys):
     (tmp_path / "rows.sqlite").write_bytes(b"garbage" * 1000)
-    code, err = _cli(capsys, "run", "--methods", "raw_attention", "--dds", "", "--radii", "0", "--limit", "2",
-                     "--out", str(tmp_path))
+    code, err = _cli(
+        capsys, "run", "--methods", "raw_attention", "--dds", "", "--radii", "0", "--limit", "2", "--out", str(tmp_path)
+    )
     _one_line_error(code, err, "rows.sqlite", "not a readable results store")
 
 
@@ -274,8 +316,9 @@ def test_disk_full_is_one_line(tmp_path, capsys, monkeypatch):
         raise sqlite3.OperationalError("database or disk is full")
 
     monkeypatch.setattr(RowStore, "_insert", full)
-    code, err = _cli(capsys, "run", "--methods", "raw_attention", "--dds", "", "--radii", "0", "--limit", "2",
-                     "--out", str(tmp_path))
+    code, err = _cli(
+        capsys, "run", "--methods", "raw_attention", "--dds", "", "--radii", "0", "--limit", "2", "--out", str(tmp_path)
+    )
     _one_line_error(code, err, "disk is full", "rerun the same command to resume")
 
 
@@ -289,26 +332,47 @@ def test_ctrl_c_says_how_many_units_are_saved(tmp_path, capsys, monkeypatch):
         return real(*args, **kw)
 
     monkeypatch.setattr(experiment, "_run_chunk", interrupt_second)
-    code, err = _cli(capsys, "run", "--methods", "raw_attention", "--dds", "", "--radii", "0", "--limit", "8",
-                     "--batch-size", "4", "--out", str(tmp_path), "--tasks", "segmentation")
+    code, err = _cli(
+        capsys,
+        "run",
+        "--methods",
+        "raw_attention",
+        "--dds",
+        "",
+        "--radii",
+        "0",
+        "--limit",
+        "8",
+        "--batch-size",
+        "4",
+        "--out",
+        str(tmp_path),
+        "--tasks",
+        "segmentation",
+    )
     assert code == 130 and "Traceback" not in err
     store = tmp_path / "rows.sqlite"
-    assert err.strip().splitlines()[-1] == (f"fvit-bench: interrupted: 1 of 2 units are saved in {store}; "
-                                            "rerun the same command to resume")
+    assert err.strip().splitlines()[-1] == (
+        f"fvit-bench: interrupted: 1 of 2 units are saved in {store}; rerun the same command to resume"
+    )
 
 
 # --- configuration -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("text", "needles"), [
-    ("limit: ten\n", ["limit = 'ten'", "integer"]),
-    ("radii_255: 8\n", ["radii_255 = 8", "list"]),
-    ("methods: rollout\n", ["methods = 'rollout'", "list"]),
-    ("dds: carlini\n", ["dds = 'carlini'", "list"]),
-    ("attack_steps: -3\n", ["attack_steps = -3", "greater than or equal to 1"]),
-    ("dds:\n  - variant: carlini\n    samples: 2.5\n", ["dds.0.samples = 2.5", "integer"]),
-    ("limit: 4\nlimit: 5\n", ["key 'limit' is given twice"]),
-    ("radii_255: [0, .inf]\n", ["radii_255.1", "finite"]),
-])
+
+@pytest.mark.parametrize(
+    ("text", "needles"),
+    [
+        ("limit: ten\n", ["limit = 'ten'", "integer"]),
+        ("radii_255: 8\n", ["radii_255 = 8", "list"]),
+        ("methods: rollout\n", ["methods = 'rollout'", "list"]),
+        ("dds: carlini\n", ["dds = 'carlini'", "list"]),
+        ("attack_steps: -3\n", ["attack_steps = -3", "greater than or equal to 1"]),
+        ("dds:\n  - variant: carlini\n    samples: 2.5\n", ["dds.0.samples = 2.5", "integer"]),
+        ("limit: 4\nlimit: 5\n", ["key 'limit' is given twice"]),
+        ("radii_255: [0, .inf]\n", ["radii_255.1", "finite"]),
+    ],
+)
 def test_yaml_errors_name_field_value_and_rule(tmp_path, capsys, text, needles):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
@@ -342,6 +406,7 @@ def test_config_round_trips_and_normalises():
 
 
 # --- the API -------------------------------------------------------------------------------------
+
 
 def test_images_in_0_255_are_refused(mini_vit, embedded_batch):
     from harness.explainers.registry import explain
@@ -385,6 +450,7 @@ def test_denoiser_loads_are_strict(tmp_path):
 
 # --- degenerate maps -----------------------------------------------------------------------------
 
+
 def test_constant_maps_have_no_topk_overlap():
     from harness.metrics.faithfulness import topk_overlap
     from harness.runner.aggregate import faithfulness_table
@@ -396,13 +462,23 @@ def test_constant_maps_have_no_topk_overlap():
     b[2] = 0.5
     overlap = topk_overlap(a, b, 0.1)
     assert overlap[0] == 1.0 and torch.isnan(overlap[1:]).all()
-    rows = pd.DataFrame({"method": "m", "dds": "none", "radius_255": 8.0, "topk_overlap": [0.5, None, 0.7],
-                         "pred": 1, "clean_pred": 1, "label": 1})
+    rows = pd.DataFrame(
+        {
+            "method": "m",
+            "dds": "none",
+            "radius_255": 8.0,
+            "topk_overlap": [0.5, None, 0.7],
+            "pred": 1,
+            "clean_pred": 1,
+            "label": 1,
+        }
+    )
     table = faithfulness_table(rows)
     assert table["topk_overlap"].item() == pytest.approx(0.6) and table["topk_undefined"].item() == 1
 
 
 # --- devices and the smoothed prediction -------------------------------------------------------------
+
 
 def test_device_default_and_dds_batch(monkeypatch):
     from harness.runner import devices

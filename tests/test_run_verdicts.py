@@ -25,7 +25,7 @@ def test_a_run_writes_the_verdicts_of_the_claims_it_measures(small_run):
     md = (out / "verdicts.md").read_text()
     assert "judged on its own 4 images" in md and "paired-bootstrap" in md and "32.0/255" in md
     page = (out / "report.html").read_text()
-    glance = page[page.index("id='verdict-summary'"):]
+    glance = page[page.index("id='verdict-summary'") :]
     assert "judged on its own 4 images" in glance and "table-verdict-summary" in glance
     assert printed.strip().splitlines()[-1].startswith("done in ")
     assert any(line.strip().startswith("re-3") and "(of 2 methods)" in line for line in printed.splitlines())
@@ -48,8 +48,9 @@ def test_verdicts_are_those_of_the_claims_suite_on_the_same_rows(small_run):
 
 
 def _rows(methods, dds, radii):
-    return pd.DataFrame([{"item_id": "a", "method": m, "dds": d, "radius_255": float(r)}
-                         for m in methods for d in dds for r in radii])
+    return pd.DataFrame(
+        [{"item_id": "a", "method": m, "dds": d, "radius_255": float(r)} for m in methods for d in dds for r in radii]
+    )
 
 
 def test_only_claims_whose_setting_the_run_has_are_measured():
@@ -60,15 +61,17 @@ def test_only_claims_whose_setting_the_run_has_are_measured():
     # Without radius 8/255, without DDS, or with another attack, no claim is measured.
     assert not measured_claims(cfg, _rows(["rollout"], ["none", "carlini"], [0, 4]), tables)
     assert not measured_claims(cfg, _rows(["rollout"], ["none"], [0, 8]), tables)
-    assert not measured_claims(dataclasses.replace(cfg, attack_steps=20), _rows(["rollout"], ["none", "carlini"],
-                                                                                 [0, 8]), tables)
+    assert not measured_claims(
+        dataclasses.replace(cfg, attack_steps=20), _rows(["rollout"], ["none", "carlini"], [0, 8]), tables
+    )
     # Only the metrics of the tables the run wrote.
     seg_only = measured_claims(cfg, _rows(["rollout"], ["none", "carlini"], [0, 8]), {"segmentation": None})
     assert {c.metric for c in seg_only} == {"pixel_accuracy", "mIoU", "mAP"}
     # The adaptive attack measures the adaptive claims (top-k overlap), the identity DDS its control.
     adaptive = dataclasses.replace(cfg, attack="adaptive")
-    assert {c.claim for c in measured_claims(adaptive, _rows(["rollout"], ["none", "carlini"], [0, 8]), tables)} \
-        == {"adaptive"}
+    assert {c.claim for c in measured_claims(adaptive, _rows(["rollout"], ["none", "carlini"], [0, 8]), tables)} == {
+        "adaptive"
+    }
     controls = measured_claims(cfg, _rows(["rollout"], ["none", "identity"], [0, 8]), tables)
     assert controls and {c.control for c in controls} == {"identity"}
 

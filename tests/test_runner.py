@@ -109,9 +109,23 @@ def test_two_torchrun_shards_merge_to_the_single_process_result(tmp_path, refere
     assert torchrun, "torchrun not found next to the interpreter"
     cfg_path = _write_config(tmp_path / "small.yaml", SMALL)
     subprocess.run(
-        [torchrun, "--standalone", "--nproc-per-node=2", "-m", "harness.cli", "run", "--config", str(cfg_path),
-         "--out", str(tmp_path), "--threads", "1"],
-        check=True, env=ENV, capture_output=True,
+        [
+            torchrun,
+            "--standalone",
+            "--nproc-per-node=2",
+            "-m",
+            "harness.cli",
+            "run",
+            "--config",
+            str(cfg_path),
+            "--out",
+            str(tmp_path),
+            "--threads",
+            "1",
+        ],
+        check=True,
+        env=ENV,
+        capture_output=True,
     )
     assert (tmp_path / "rows.shard000of002.sqlite").is_file() and (tmp_path / "rows.shard001of002.sqlite").is_file()
     pd.testing.assert_frame_equal(load_rows(tmp_path, SMALL), reference)
@@ -177,8 +191,12 @@ def test_purified_cache_matches_each_explainers_own_result(mini_vit, mini_denois
     cache = PurifiedCache()
     for method in ("rollout", "attn_gradcam"):
         explainer = smooth(get_explainer(method), mini_denoiser, "carlini", sigma=32 / 255, samples=2, seed=7)
-        torch.testing.assert_close(cache.explain(explainer, mini_vit, images, target, "r8.0"),
-                                   explainer(mini_vit, images, target), rtol=0, atol=0)
+        torch.testing.assert_close(
+            cache.explain(explainer, mini_vit, images, target, "r8.0"),
+            explainer(mini_vit, images, target),
+            rtol=0,
+            atol=0,
+        )
     assert len(cache._store) == 1  # both methods shared one purification
 
 
@@ -197,8 +215,14 @@ def test_adaptive_attack_targets_each_units_own_map(tmp_path, monkeypatch):
     monkeypatch.setattr(experiment, "adaptive_attack", spy)
     cfg = SMALL.replace(attack="adaptive", eot_samples=2, attack_steps=2, limit=2, tasks=("segmentation",))
     run_experiment(cfg, tmp_path, progress=False)
-    assert sorted(seen) == sorted([("rollout", "none", 2, 8), ("rollout", "carlini", 2, 8),
-                                   ("raw_attention", "none", 2, 8), ("raw_attention", "carlini", 2, 8)])
+    assert sorted(seen) == sorted(
+        [
+            ("rollout", "none", 2, 8),
+            ("rollout", "carlini", 2, 8),
+            ("raw_attention", "none", 2, 8),
+            ("raw_attention", "carlini", 2, 8),
+        ]
+    )
     rows = load_rows(tmp_path, cfg)
     attacked = rows[rows["radius_255"] == 8]
     assert len(attacked) == 2 * 4 and attacked["topk_overlap"].between(0, 1).all()

@@ -60,12 +60,13 @@ def _score_fn(method: str) -> ScoreFn:
 
 
 def default_gradient(variant: str | None) -> str:
-    """"bpda" for the multi-step (ancestral-chain) variants, "exact" autograd for the others."""
+    """ "bpda" for the multi-step (ancestral-chain) variants, "exact" autograd for the others."""
     return "bpda" if variant in MULTI_STEP_VARIANTS else "exact"
 
 
-def purify_for_attack(spec, denoiser: Denoiser | None, x: torch.Tensor, sigma: float, gen: torch.Generator,
-                      gradient: str) -> torch.Tensor:
+def purify_for_attack(
+    spec, denoiser: Denoiser | None, x: torch.Tensor, sigma: float, gen: torch.Generator, gradient: str
+) -> torch.Tensor:
     """The variant's purified copies; gradient "exact" backpropagates through the purifier (every UNet
     call), "bpda" (Athalye et al. 2018's backward-pass differentiable approximation) takes the purifier's
     output forward and the identity backward: d purify(x) / dx ~ I."""
@@ -98,8 +99,14 @@ def smoothed_patch_map(
         maps, x, m = minmax(score(model, images)), images, 1
     else:
         spec = get_variant(variant)
-        x = purify_for_attack(spec, denoiser, images.repeat_interleave(eot_samples, dim=0), sigma, generator,
-                              gradient or default_gradient(variant))
+        x = purify_for_attack(
+            spec,
+            denoiser,
+            images.repeat_interleave(eot_samples, dim=0),
+            sigma,
+            generator,
+            gradient or default_gradient(variant),
+        )
         maps, m = minmax(score(model, x)), eot_samples
     maps = maps.view(images.shape[0], m, -1).mean(dim=1)
     if not with_probs:
@@ -108,9 +115,16 @@ def smoothed_patch_map(
     return maps, probs
 
 
-def explanation_loss(adv_map: torch.Tensor, clean_map: torch.Tensor, loss: str, topk: float,
-                     target_map: torch.Tensor | None = None, adv_probs: torch.Tensor | None = None,
-                     clean_probs: torch.Tensor | None = None, keep_weight: float = KEEP_WEIGHT) -> torch.Tensor:
+def explanation_loss(
+    adv_map: torch.Tensor,
+    clean_map: torch.Tensor,
+    loss: str,
+    topk: float,
+    target_map: torch.Tensor | None = None,
+    adv_probs: torch.Tensor | None = None,
+    clean_probs: torch.Tensor | None = None,
+    keep_weight: float = KEEP_WEIGHT,
+) -> torch.Tensor:
     """The quantity the attack maximises (summed over the batch).
 
     "targeted" (Dombrowski et al. 2019's manipulation): -(mean squared distance of the map to
@@ -193,8 +207,9 @@ def adaptive_attack(
         with torch.enable_grad():
             out = patch_map(adv)
             adv_map, adv_probs = out if targeted else (out, None)
-            objective = explanation_loss(adv_map, clean_map, loss, topk, target_map, adv_probs, clean_probs,
-                                         keep_weight)
+            objective = explanation_loss(
+                adv_map, clean_map, loss, topk, target_map, adv_probs, clean_probs, keep_weight
+            )
             (grad,) = torch.autograd.grad(objective, adv)
         adv = adv.detach() + step_size * grad.sign()
         adv = (images + (adv - images).clamp(-radius, radius)).clamp(0, 1).detach()

@@ -41,12 +41,12 @@ def _attentions_and_grads(model: ViTClassifier, images: torch.Tensor) -> tuple[l
 
 def raw_attention_scores(model: ViTClassifier, images: torch.Tensor) -> torch.Tensor:
     """Mean over heads of the last block's class-token row."""
-    return _attentions(model, images)[-1].mean(dim=1)[:, 0, num_prefix_tokens(model):]
+    return _attentions(model, images)[-1].mean(dim=1)[:, 0, num_prefix_tokens(model) :]
 
 
 def rollout_scores(model: ViTClassifier, images: torch.Tensor, start_layer: int = 1) -> torch.Tensor:
     """Rollout from start layer 1, as the registered `rollout`."""
-    return rollout_matrix(_attentions(model, images), start_layer)[:, 0, num_prefix_tokens(model):]
+    return rollout_matrix(_attentions(model, images), start_layer)[:, 0, num_prefix_tokens(model) :]
 
 
 def attn_gradcam_scores(model: ViTClassifier, images: torch.Tensor) -> torch.Tensor:
@@ -60,7 +60,7 @@ def attn_gradcam_scores(model: ViTClassifier, images: torch.Tensor) -> torch.Ten
 def generic_attention_scores(model: ViTClassifier, images: torch.Tensor) -> torch.Tensor:
     """Chefer's generic attention relevance (R += mean_h (dA * A)^+ R), class-token row."""
     attentions, grads = _attentions_and_grads(model, images)
-    return generic_relevance(attentions, grads)[:, 0, num_prefix_tokens(model):]
+    return generic_relevance(attentions, grads)[:, 0, num_prefix_tokens(model) :]
 
 
 DIFFERENTIABLE_METHODS: dict[str, ScoreFn] = {
@@ -71,13 +71,20 @@ DIFFERENTIABLE_METHODS: dict[str, ScoreFn] = {
 }
 # method -> the differentiable method its attack goes through, and why that one.
 SURROGATES: dict[str, tuple[str, str]] = {
-    "lrp": ("generic_attention", "LRP relevance through every block; generic attention is Chefer's "
-            "gradient-weighted relevance through every block"),
+    "lrp": (
+        "generic_attention",
+        "LRP relevance through every block; generic attention is Chefer's "
+        "gradient-weighted relevance through every block",
+    ),
     "transformer_attribution": ("generic_attention", "Chefer's ICCV 2021 simplification of Transformer Attribution"),
-    "partial_lrp": ("attn_gradcam", "both read the last block's class-token attention, weighted by relevance "
-                    "or by gradient"),
-    "attribution_rollout": ("generic_attention", "gradient-weighted attention accumulated over the blocks "
-                            "(early-exit gradients are not differentiated)"),
+    "partial_lrp": (
+        "attn_gradcam",
+        "both read the last block's class-token attention, weighted by relevance or by gradient",
+    ),
+    "attribution_rollout": (
+        "generic_attention",
+        "gradient-weighted attention accumulated over the blocks (early-exit gradients are not differentiated)",
+    ),
 }
 
 
@@ -88,8 +95,10 @@ def attack_form(method: str) -> tuple[ScoreFn, str]:
     if method in SURROGATES:
         name = SURROGATES[method][0]
         return DIFFERENTIABLE_METHODS[name], f"surrogate:{name}"
-    raise ValueError(f"no differentiable form or surrogate of {method!r} to attack; exact: "
-                     f"{sorted(DIFFERENTIABLE_METHODS)}, surrogates: {sorted(SURROGATES)}")
+    raise ValueError(
+        f"no differentiable form or surrogate of {method!r} to attack; exact: "
+        f"{sorted(DIFFERENTIABLE_METHODS)}, surrogates: {sorted(SURROGATES)}"
+    )
 
 
 def attackable_methods() -> tuple[str, ...]:

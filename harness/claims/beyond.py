@@ -35,13 +35,42 @@ VERDICTS = ("held", "contradicted", "inconclusive", "vacuous")
 RANDOMISATION_THRESHOLD = 0.5  # Spearman rho at or above which a map "survives" randomisation
 
 
-def beyond_claim(cid: str, statement: str, method: str, dds: str, attack: str, metric: str, convention: str,
-                 reported: float, source: str, note: str = "", control: str = "") -> Claim:
+def beyond_claim(
+    cid: str,
+    statement: str,
+    method: str,
+    dds: str,
+    attack: str,
+    metric: str,
+    convention: str,
+    reported: float,
+    source: str,
+    note: str = "",
+    control: str = "",
+) -> Claim:
     return Claim(
-        id=cid, claim="beyond", source=source, table="beyond", statement=statement, world="embedded",
-        model="mini-vit", dataset="embedded", method=method, dds=dds, attack=attack, radius_255=0.0,
-        metric=metric, convention=convention, kind="value", reported=reported, relation=None, tolerance=0.0,
-        provenance="harness check beyond the papers", confidence="check", note=note, control=control,
+        id=cid,
+        claim="beyond",
+        source=source,
+        table="beyond",
+        statement=statement,
+        world="embedded",
+        model="mini-vit",
+        dataset="embedded",
+        method=method,
+        dds=dds,
+        attack=attack,
+        radius_255=0.0,
+        metric=metric,
+        convention=convention,
+        kind="value",
+        reported=reported,
+        relation=None,
+        tolerance=0.0,
+        provenance="harness check beyond the papers",
+        confidence="check",
+        note=note,
+        control=control,
         expect="not_held" if control else "",
     )
 
@@ -69,8 +98,9 @@ class CertifiedCheck:
             lo = 0.0 if b == 0 else beta.ppf(0.025, b, t - b + 1)
             hi = 1.0 if b == t else beta.ppf(0.975, b + 1, t - b)
             ci = (float(lo), float(hi))
-        return Verdict(claim, self.status, measured=rate, delta=rate, interval=ci, n_images=len(self.table),
-                       reason=self.reason)
+        return Verdict(
+            claim, self.status, measured=rate, delta=rate, interval=ci, n_images=len(self.table), reason=self.reason
+        )
 
 
 def differentiable_scores(method: str):
@@ -80,8 +110,16 @@ def differentiable_scores(method: str):
 
 
 def certified_region_check(
-    model: ViTClassifier, images: torch.Tensor, setup: SmoothingSetup, n0: int = 8, n: int = 64,
-    alpha: float = 0.05, overlap: float = 0.5, attack_steps: int = 5, eot: int = 4, seed: int = 0,
+    model: ViTClassifier,
+    images: torch.Tensor,
+    setup: SmoothingSetup,
+    n0: int = 8,
+    n: int = 64,
+    alpha: float = 0.05,
+    overlap: float = 0.5,
+    attack_steps: int = 5,
+    eot: int = 4,
+    seed: int = 0,
     attack_scale: float = 0.999,
 ) -> CertifiedCheck:
     """Certify, attack each image within its faithfulness radius at `overlap`, re-estimate, compare.
@@ -123,17 +161,25 @@ def certified_region_check(
     pred_signif = pred_tested & (clopper_pearson_upper(pred_count, n, level) < 0.5)
     adv_set = members * 2 > n
     l2 = (adv - images).flatten(1).norm(dim=1).cpu().numpy()
-    table = pd.DataFrame({
-        "image": np.arange(len(images)), "method": setup.method, "dds": setup.variant, "sigma": setup.sigma,
-        "k": cert.k, "prediction_radius_l2": cert.prediction_radius,
-        "faithful_radius_l2": cert.faithful_radius(overlap),
-        "attack_l2": l2,
-        "certified_overlap_at_attack": [float(((cert.radii[i] > r_attack[i]) & cert.in_set[i]).sum()) / cert.k
-                                        for i in range(len(images))],
-        "empirical_overlap": (cert.in_set & adv_set).sum(axis=1) / cert.k,
-        "protected_entries": protected.sum(axis=1), "point_breaks": point.sum(axis=1) + pred_point,
-        "significant_breaks": signif.sum(axis=1) + pred_signif,
-    })
+    table = pd.DataFrame(
+        {
+            "image": np.arange(len(images)),
+            "method": setup.method,
+            "dds": setup.variant,
+            "sigma": setup.sigma,
+            "k": cert.k,
+            "prediction_radius_l2": cert.prediction_radius,
+            "faithful_radius_l2": cert.faithful_radius(overlap),
+            "attack_l2": l2,
+            "certified_overlap_at_attack": [
+                float(((cert.radii[i] > r_attack[i]) & cert.in_set[i]).sum()) / cert.k for i in range(len(images))
+            ],
+            "empirical_overlap": (cert.in_set & adv_set).sum(axis=1) / cert.k,
+            "protected_entries": protected.sum(axis=1),
+            "point_breaks": point.sum(axis=1) + pred_point,
+            "significant_breaks": signif.sum(axis=1) + pred_signif,
+        }
+    )
     pb, sb = int(point.sum() + pred_point.sum()), int(signif.sum() + pred_signif.sum())
     if tested == 0:
         status, why = "vacuous", "nothing certified beyond radius 0 at these settings"
@@ -171,8 +217,9 @@ def randomisation_stages(depth: int, mode: str) -> list[tuple[str, list[int], bo
     """(label, blocks, head) per stage. cascading: head, then head + the top blocks one more at a time
     (down to all); independent: the head alone, then each block alone."""
     if mode == "cascading":
-        return [("head", [], True)] + [(f"head+blocks{b}-{depth - 1}", list(range(b, depth)), True)
-                                       for b in range(depth - 1, -1, -1)]
+        return [("head", [], True)] + [
+            (f"head+blocks{b}-{depth - 1}", list(range(b, depth)), True) for b in range(depth - 1, -1, -1)
+        ]
     if mode == "independent":
         return [("head", [], True)] + [(f"block{b}", [b], False) for b in range(depth)]
     raise ValueError(f"mode must be 'cascading' or 'independent', got {mode!r}")
@@ -198,13 +245,16 @@ def randomisation_table(model: ViTClassifier, images: torch.Tensor, method: str,
         for stage, (label, blocks, head) in enumerate(randomisation_stages(len(model.vit.blocks), mode)):
             rnd = randomised_copy(model, blocks, head, seed + stage)
             rho = rank_similarity(reference, explain(method, rnd, images, target))
-            rows += [{"method": method, "mode": mode, "stage": stage, "randomised": label, "image": i,
-                      "spearman": float(r)} for i, r in enumerate(rho)]
+            rows += [
+                {"method": method, "mode": mode, "stage": stage, "randomised": label, "image": i, "spearman": float(r)}
+                for i, r in enumerate(rho)
+            ]
     return pd.DataFrame(rows)
 
 
-def randomisation_verdict(table: pd.DataFrame, mode: str, threshold: float = RANDOMISATION_THRESHOLD
-                          ) -> tuple[float | None, tuple[float, float] | None, str, str]:
+def randomisation_verdict(
+    table: pd.DataFrame, mode: str, threshold: float = RANDOMISATION_THRESHOLD
+) -> tuple[float | None, tuple[float, float] | None, str, str]:
     """(mean rho - threshold, its 95% bootstrap interval over images, status, reason) for `mode`.
 
     cascading: rho at the last stage (every block and the head randomised); independent: each image's
@@ -224,8 +274,14 @@ def randomisation_verdict(table: pd.DataFrame, mode: str, threshold: float = RAN
     if len(values) < 2 or np.ptp(values) == 0:
         ci = (delta, delta)
     else:
-        res = bootstrap((values,), np.mean, confidence_level=0.95, n_resamples=2000, method="percentile",
-                        random_state=np.random.default_rng(0))
+        res = bootstrap(
+            (values,),
+            np.mean,
+            confidence_level=0.95,
+            n_resamples=2000,
+            method="percentile",
+            random_state=np.random.default_rng(0),
+        )
         ci = (float(res.confidence_interval.low), float(res.confidence_interval.high))
     if ci[1] < 0:
         status, why = "held", "the map changes when the weights are randomised (passes the sanity check)"

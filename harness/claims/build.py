@@ -92,8 +92,10 @@ CONTROL_STATEMENTS = {
 
 # Images behind a reported number, by dataset name in reported_results.csv (the effect claims' n).
 IMAGES_OF_DATASET = {"imagenet-val-760": 760, "imagenet-val-4000": 4000, "imagenet-seg": 4276}
-EFFECT_NOTE = ("tolerance derived at evaluation: z(95%) x sqrt(se_ours^2 + se_reported^2), se_reported = se_ours x "
-               "sqrt(n_ours / n_reported) (this run's per-image spread at the paper's sample size)")
+EFFECT_NOTE = (
+    "tolerance derived at evaluation: z(95%) x sqrt(se_ours^2 + se_reported^2), se_reported = se_ours x "
+    "sqrt(n_ours / n_reported) (this run's per-image spread at the paper's sample size)"
+)
 
 
 def _tolerance(convention: str, confidence: str) -> float:
@@ -118,37 +120,41 @@ def effect_claims(csv_path: Path = REPORTED_CSV) -> list[dict]:
             continue
         effect = float(row["value"]) - float(base["value"])
         radius = float(row["attack_eps_255"])
-        ident = "-".join([row["source"], row["table"], row["method"], f"{row['dds']}-minus-none", f"r{radius:g}",
-                          row["metric"]])
-        claims.append({
-            "id": ident,
-            "claim": "effect",
-            "source": row["source"],
-            "table": row["table"],
-            "statement": f"{row['source']} {row['table']} reports a DDS effect on {row['metric']} of {effect:+.4g} "
-            f"({row['convention']}; {row['value']} with {row['dds']} DDS, {base['value']} without) for "
-            f"{row['method']} at attack {radius:g}/255",
-            "world": "paper",
-            "model": PAPER_MODEL if row["model"].startswith(PAPER_MODEL) else row["model"],
-            "dataset": row["dataset"],
-            "method": row["method"],
-            "dds": row["dds"],
-            "attack": ATTACK if radius > 0 else "none",
-            "radius_255": radius,
-            "metric": row["metric"],
-            "convention": row["convention"],
-            "kind": "effect",
-            "reported": round(effect, 10),
-            "relation": None,
-            "tolerance": 0.0,
-            "provenance": f"{row['source']}:{row['table']}",
-            "confidence": row["confidence"] if row["confidence"] == base["confidence"] else
-            f"{row['confidence']} / {base['confidence']}",
-            "note": EFFECT_NOTE,
-            "n_reported": IMAGES_OF_DATASET[row["dataset"]],
-            "source_ref": row.get("source_ref", "") or "",
-            "sample": row.get("sample", "") or "",
-        })
+        ident = "-".join(
+            [row["source"], row["table"], row["method"], f"{row['dds']}-minus-none", f"r{radius:g}", row["metric"]]
+        )
+        claims.append(
+            {
+                "id": ident,
+                "claim": "effect",
+                "source": row["source"],
+                "table": row["table"],
+                "statement": f"{row['source']} {row['table']} reports a DDS effect on {row['metric']} of {effect:+.4g} "
+                f"({row['convention']}; {row['value']} with {row['dds']} DDS, {base['value']} without) for "
+                f"{row['method']} at attack {radius:g}/255",
+                "world": "paper",
+                "model": PAPER_MODEL if row["model"].startswith(PAPER_MODEL) else row["model"],
+                "dataset": row["dataset"],
+                "method": row["method"],
+                "dds": row["dds"],
+                "attack": ATTACK if radius > 0 else "none",
+                "radius_255": radius,
+                "metric": row["metric"],
+                "convention": row["convention"],
+                "kind": "effect",
+                "reported": round(effect, 10),
+                "relation": None,
+                "tolerance": 0.0,
+                "provenance": f"{row['source']}:{row['table']}",
+                "confidence": row["confidence"]
+                if row["confidence"] == base["confidence"]
+                else f"{row['confidence']} / {base['confidence']}",
+                "note": EFFECT_NOTE,
+                "n_reported": IMAGES_OF_DATASET[row["dataset"]],
+                "source_ref": row.get("source_ref", "") or "",
+                "sample": row.get("sample", "") or "",
+            }
+        )
     return claims
 
 
@@ -190,8 +196,18 @@ def value_claims(csv_path: Path = REPORTED_CSV) -> list[dict]:
     return claims
 
 
-def _relation(world: str, claim: str, metric: str, convention: str, relation: str, form: str, method: str,
-              dds: str, control: str = "", expect: str = "") -> dict:
+def _relation(
+    world: str,
+    claim: str,
+    metric: str,
+    convention: str,
+    relation: str,
+    form: str,
+    method: str,
+    dds: str,
+    control: str = "",
+    expect: str = "",
+) -> dict:
     cost = claim == "re-4"
     dataset = DATASET_OF_CLAIM[claim] if world == "paper" or cost else "embedded"
     radius = 0.0 if cost else ATTACK_RADIUS_255
@@ -205,8 +221,11 @@ def _relation(world: str, claim: str, metric: str, convention: str, relation: st
         prefix = "" if world == "paper" else "embedded-analogue "
     what = f"the drop of {metric} from clean to attacked" if form == "drop" else f"{metric} {setting}"
     if world == "paper":
-        note = ("paper architectures with random weights (cost does not depend on weight values); Re: ~10x job "
-                "time" if cost else "")
+        note = (
+            "paper architectures with random weights (cost does not depend on weight values); Re: ~10x job time"
+            if cost
+            else ""
+        )
     else:
         note = "embedded world: an analogue, not the paper's result"
     return {
@@ -246,40 +265,47 @@ def relation_claims() -> list[dict]:
     for control, dds, methods, expect in CONTROLS:
         for claim, metric, convention, relation, form in RELATIONS:
             for method in methods:
-                claims.append(_relation("embedded", claim, metric, convention, relation, form, method, dds,
-                                        control, expect))
+                claims.append(
+                    _relation("embedded", claim, metric, convention, relation, form, method, dds, control, expect)
+                )
     for method in METHODS:  # identity DDS costs nothing more: the counted-work claim must not hold for it
         claims.append(_relation("embedded", *COST_RELATIONS[0], method, "identity", "identity", "not_held"))
     for method in ADAPTIVE_METHODS:
         _, form = attack_form(method)
         surrogate = form.removeprefix("surrogate:")
         through = "" if form == "exact" else f" (attacked through its surrogate {surrogate})"
-        claims.append({
-            "id": f"embedded-adaptive-{method}-topk_overlap",
-            "claim": "adaptive",
-            "source": "protocol",
-            "table": "relation (level)",
-            "statement": f"embedded-analogue {STATEMENTS['adaptive']}: {method} topk_overlap under the adaptive "
-            f"attack at {ATTACK_RADIUS_255:g}/255{through}, dds >= none ({EMBEDDED_DDS} DDS)",
-            "world": "embedded",
-            "model": "mini-vit",
-            "dataset": "embedded",
-            "method": method,
-            "dds": EMBEDDED_DDS,
-            "attack": ADAPTIVE_ATTACK,
-            "radius_255": ATTACK_RADIUS_255,
-            "metric": "topk_overlap",
-            "convention": "fraction",
-            "kind": "relation",
-            "reported": None,
-            "relation": "dds >= none",
-            "tolerance": 0.0,
-            "provenance": "docs/PROTOCOL.md section 5",
-            "confidence": "analogue",
-            "note": "embedded world: an analogue; the plain map is attacked directly, the DDS map through DDS"
-            + ("" if form == "exact" else f"; no differentiable form of {method}: the attack maximises the loss on "
-               f"the surrogate's ({surrogate}) map: {SURROGATES[method][1]}; the verdict scores {method}'s own map"),
-        })
+        claims.append(
+            {
+                "id": f"embedded-adaptive-{method}-topk_overlap",
+                "claim": "adaptive",
+                "source": "protocol",
+                "table": "relation (level)",
+                "statement": f"embedded-analogue {STATEMENTS['adaptive']}: {method} topk_overlap under the adaptive "
+                f"attack at {ATTACK_RADIUS_255:g}/255{through}, dds >= none ({EMBEDDED_DDS} DDS)",
+                "world": "embedded",
+                "model": "mini-vit",
+                "dataset": "embedded",
+                "method": method,
+                "dds": EMBEDDED_DDS,
+                "attack": ADAPTIVE_ATTACK,
+                "radius_255": ATTACK_RADIUS_255,
+                "metric": "topk_overlap",
+                "convention": "fraction",
+                "kind": "relation",
+                "reported": None,
+                "relation": "dds >= none",
+                "tolerance": 0.0,
+                "provenance": "docs/PROTOCOL.md section 5",
+                "confidence": "analogue",
+                "note": "embedded world: an analogue; the plain map is attacked directly, the DDS map through DDS"
+                + (
+                    ""
+                    if form == "exact"
+                    else f"; no differentiable form of {method}: the attack maximises the loss on "
+                    f"the surrogate's ({surrogate}) map: {SURROGATES[method][1]}; the verdict scores {method}'s own map"
+                ),
+            }
+        )
     return claims
 
 

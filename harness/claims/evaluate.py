@@ -68,7 +68,8 @@ class Verdict:
         if self.interval is None:
             return ""
         return "delta {:.0%} CI [{:+.4g}, {:+.4g}] (paired bootstrap over {} images)".format(
-            LEVEL, *self.interval, self.n_images)
+            LEVEL, *self.interval, self.n_images
+        )
 
     @property
     def attack_effect(self) -> str:
@@ -84,11 +85,15 @@ class Verdict:
             return f"{c.id}: {self.outcome} ({self.reason})"
         if c.kind in ("value", "effect"):
             what = "effect (dds - none)" if c.kind == "effect" else c.metric
-            text = (f"{c.id}: {what} measured {self.measured:.4g} vs reported {c.reported:.4g} {c.convention} "
-                    f"(delta {self.delta:+.4g}, tolerance {self.tolerance:.4g})")
+            text = (
+                f"{c.id}: {what} measured {self.measured:.4g} vs reported {c.reported:.4g} {c.convention} "
+                f"(delta {self.delta:+.4g}, tolerance {self.tolerance:.4g})"
+            )
         else:
-            text = (f"{c.id}: {c.metric} ({c.convention}) with {c.dds} DDS {self.measured:.4g}, without "
-                    f"{self.measured_none:.4g}; needs {c.relation}, delta {self.delta:+.4g}")
+            text = (
+                f"{c.id}: {c.metric} ({c.convention}) with {c.dds} DDS {self.measured:.4g}, without "
+                f"{self.measured_none:.4g}; needs {c.relation}, delta {self.delta:+.4g}"
+            )
         extra = "; ".join(x for x in (self.noise, self.attack_effect, self.reason) if x)
         return f"{text}{'; ' + extra if extra else ''} -> {self.outcome}"
 
@@ -167,8 +172,10 @@ def _relation(claim: Claim, rows: pd.DataFrame, resamples: int) -> Verdict:
         frames = [_frame(rows, claim, d, rr) for d in (claim.dds, NO_DDS) for rr in (0.0, r)]
         points, reps = bootstrap_statistics(claim.metric, claim.convention, frames, resamples)
         delta_of = lambda x: _degradation(claim, x[..., 0], x[..., 1]) - _degradation(claim, x[..., 2], x[..., 3])  # noqa: E731
-        measured, measured_none = (float(_degradation(claim, points[0], points[1])),
-                                   float(_degradation(claim, points[2], points[3])))
+        measured, measured_none = (
+            float(_degradation(claim, points[0], points[1])),
+            float(_degradation(claim, points[2], points[3])),
+        )
         bite_of = lambda x: _degradation(claim, x[..., 2], x[..., 3])  # noqa: E731
     else:
         frames = [_frame(rows, claim, d, r) for d in (claim.dds, NO_DDS)]
@@ -185,12 +192,22 @@ def _relation(claim: Claim, rows: pd.DataFrame, resamples: int) -> Verdict:
     delta = float(delta_of(points))
     interval = percentile_interval(delta_of(reps))
     side = _side(claim)
-    base = dict(claim=claim, measured=measured, measured_none=measured_none, delta=delta, interval=interval,
-                p_value=one_sided_p(delta, delta_of(reps), side), n_images=len(frames[0]))
+    base = dict(
+        claim=claim,
+        measured=measured,
+        measured_none=measured_none,
+        delta=delta,
+        interval=interval,
+        p_value=one_sided_p(delta, delta_of(reps), side),
+        n_images=len(frames[0]),
+    )
     if claim.robustness:
         plain = _frame(rows, claim, NO_DDS, r)
-        base.update(bite=float(bite_of(points)), bite_interval=percentile_interval(bite_of(reps)),
-                    flipped=100.0 * float((plain["pred"] != plain["clean_pred"]).mean()))
+        base.update(
+            bite=float(bite_of(points)),
+            bite_interval=percentile_interval(bite_of(reps)),
+            flipped=100.0 * float((plain["pred"] != plain["clean_pred"]).mean()),
+        )
         if not base["bite_interval"][0] > 0:
             return Verdict(outcome="vacuous", reason="the attack does not measurably hurt the plain method", **base)
     outcome = _conclude(*interval, side)
@@ -215,8 +232,14 @@ def _work(claim: Claim, tables: dict[str, pd.DataFrame]) -> Verdict:
         f"{float(dds['energy_kwh_ratio_vs_plain']):.3g} (energy source: {source}) are reported, "
         f"not asserted; Re reports ~{RE_REPORTED_COST_RATIO:g}x job time (job limits, not a measurement)"
     )
-    return Verdict(claim, "held" if ratio > 1.0 else "contradicted", float(dds["flops_per_image"]),
-                   float(plain["flops_per_image"]), ratio - 1.0, reason=reason)
+    return Verdict(
+        claim,
+        "held" if ratio > 1.0 else "contradicted",
+        float(dds["flops_per_image"]),
+        float(plain["flops_per_image"]),
+        ratio - 1.0,
+        reason=reason,
+    )
 
 
 def _effect(claim: Claim, rows: pd.DataFrame, resamples: int) -> Verdict:
@@ -229,18 +252,35 @@ def _effect(claim: Claim, rows: pd.DataFrame, resamples: int) -> Verdict:
     se_reported = se_ours * math.sqrt(n / claim.n_reported)  # same per-image spread at the paper's n
     tolerance = float(norm.ppf(0.5 + LEVEL / 2) * math.hypot(se_ours, se_reported))
     delta = effect - float(claim.reported)
-    reason = (f"tolerance = z({LEVEL:.0%}) x sqrt(se_ours^2 + se_reported^2) = {tolerance:.4g}, "
-              f"se_ours = {se_ours:.4g} on {n} images, se_reported = se_ours x sqrt({n}/{claim.n_reported})")
-    return Verdict(claim, "held" if abs(delta) <= tolerance else "contradicted", effect, None, delta,
-                   interval=percentile_interval(effect_reps), tolerance=tolerance, n_images=n, reason=reason)
+    reason = (
+        f"tolerance = z({LEVEL:.0%}) x sqrt(se_ours^2 + se_reported^2) = {tolerance:.4g}, "
+        f"se_ours = {se_ours:.4g} on {n} images, se_reported = se_ours x sqrt({n}/{claim.n_reported})"
+    )
+    return Verdict(
+        claim,
+        "held" if abs(delta) <= tolerance else "contradicted",
+        effect,
+        None,
+        delta,
+        interval=percentile_interval(effect_reps),
+        tolerance=tolerance,
+        n_images=n,
+        reason=reason,
+    )
 
 
 def judge_value(claim: Claim, measured: float) -> Verdict:
     if not math.isfinite(measured):
         return Verdict(claim, "inconclusive", measured, reason="measurement is not finite")
     delta = measured - float(claim.reported)
-    return Verdict(claim, "held" if abs(delta) <= claim.tolerance else "contradicted", measured, None, delta,
-                   tolerance=claim.tolerance)
+    return Verdict(
+        claim,
+        "held" if abs(delta) <= claim.tolerance else "contradicted",
+        measured,
+        None,
+        delta,
+        tolerance=claim.tolerance,
+    )
 
 
 def evaluate(claim: Claim, tables: dict[str, pd.DataFrame], resamples: int = 2000) -> Verdict:

@@ -45,8 +45,10 @@ def load_expectations(path: str | Path = EXPECTATIONS_FILE) -> dict[str, Expecte
         if not isinstance(entry, dict) or set(entry) != ENTRY_KEYS:
             raise ValueError(f"{path}: entry {claim_id!r} needs exactly the keys {sorted(ENTRY_KEYS)}")
         if entry["outcome"] not in OUTCOMES or entry["outcome"] in ("held", "skipped"):
-            raise ValueError(f"{path}: {claim_id}: outcome must be one of contradicted, inconclusive, vacuous; "
-                             f"got {entry['outcome']!r}")
+            raise ValueError(
+                f"{path}: {claim_id}: outcome must be one of contradicted, inconclusive, vacuous; "
+                f"got {entry['outcome']!r}"
+            )
         out[claim_id] = Expected(str(entry["outcome"]), str(entry["measured"]), str(entry["reason"]))
     return out
 
@@ -61,8 +63,11 @@ def decide(verdict: Verdict, expectations: dict[str, Expected]) -> Decision:
         if claim.expect == "report":
             return Decision("pass", f"{summary} [control reported as a finding]")
         if verdict.held:
-            return Decision("fail", f"{summary} -- a negative control HOLDS this claim: it cannot tell a real DDS "
-                                    "or explanation from a fake one")
+            return Decision(
+                "fail",
+                f"{summary} -- a negative control HOLDS this claim: it cannot tell a real DDS "
+                "or explanation from a fake one",
+            )
         return Decision("pass", f"{summary} [negative control, not held as it must be]")
     if known is None:
         if verdict.held:
@@ -70,8 +75,11 @@ def decide(verdict: Verdict, expectations: dict[str, Expected]) -> Decision:
         return Decision("fail", f"{summary} -- not held, and not listed in expectations.yaml")
     if verdict.outcome == known.outcome:
         return Decision("xfail", f"{summary} -- known {known.outcome}: {known.reason} (listed as: {known.measured})")
-    return Decision("fail", f"{summary} -- expectations.yaml lists it as {known.outcome} ({known.measured}); "
-                            f"now {verdict.outcome}: update the list")
+    return Decision(
+        "fail",
+        f"{summary} -- expectations.yaml lists it as {known.outcome} ({known.measured}); "
+        f"now {verdict.outcome}: update the list",
+    )
 
 
 def _reason(row: dict) -> str:
@@ -83,15 +91,18 @@ def _reason(row: dict) -> str:
         ci = str(row["attack_degrades_plain_ci95"])
         upper = float(ci.strip("[]").split(",")[1]) if "," in ci else float("nan")
         effect = "improves" if upper < 0 else "does not measurably degrade"
-        return (f"the attack {flipped}{effect} the plain method's {metric} "
-                f"(degradation {row['attack_degrades_plain_by']:+.4g}, CI {ci}): no robustness to restore")
+        return (
+            f"the attack {flipped}{effect} the plain method's {metric} "
+            f"(degradation {row['attack_degrades_plain_by']:+.4g}, CI {ci}): no robustness to restore"
+        )
     if row["outcome"] == "inconclusive":
         return f"no measurable effect of DDS on {n:.0f} images: the delta's CI {row['delta_ci95']} contains 0"
     return f"DDS moves {metric} the other way than claimed, beyond sampling noise (CI {row['delta_ci95']})"
 
 
-def draft_expectations(verdicts_csv: str | Path, keep: dict[str, Expected] | None = None,
-                       registered: set[str] | None = None) -> str:
+def draft_expectations(
+    verdicts_csv: str | Path, keep: dict[str, Expected] | None = None, registered: set[str] | None = None
+) -> str:
     """expectations.yaml text for every non-control claim of a verdict table that was not held and is in the
     claims registry (`registered`: its ids, None = claims/claims.yaml's; the beyond-the-papers checks of
     claims/test_beyond.py carry their own expectations).
@@ -106,13 +117,18 @@ def draft_expectations(verdicts_csv: str | Path, keep: dict[str, Expected] | Non
         from harness.claims.registry import load_claims
 
         registered = {c.id for c in load_claims()}
-    todo = table[(table["control"].fillna("") == "") & table["claim"].isin(registered)
-                 & table["outcome"].isin(["contradicted", "inconclusive", "vacuous"])]
+    todo = table[
+        (table["control"].fillna("") == "")
+        & table["claim"].isin(registered)
+        & table["outcome"].isin(["contradicted", "inconclusive", "vacuous"])
+    ]
     entries = {}
     for row in todo.to_dict("records"):
         old = keep.get(row["claim"])
-        measured = (f"{row['measured']:.4g} with {row['dds']} DDS vs {row['measured_without_dds']:.4g} without, "
-                    f"delta {row['delta']:+.4g} CI {row['delta_ci95']}, {row['n_images']:.0f} images")
+        measured = (
+            f"{row['measured']:.4g} with {row['dds']} DDS vs {row['measured_without_dds']:.4g} without, "
+            f"delta {row['delta']:+.4g} CI {row['delta_ci95']}, {row['n_images']:.0f} images"
+        )
         reason = old.reason if old is not None and old.outcome == row["outcome"] else _reason(row)
         entries[row["claim"]] = {"outcome": row["outcome"], "measured": measured, "reason": reason}
     header = EXPECTATIONS_FILE.read_text().split("\n\n", 1)[0] if EXPECTATIONS_FILE.is_file() else ""

@@ -26,8 +26,12 @@ ADM_SOURCE = (
 # The dataset each reported number's sample is run on. Re's 4,000-image values: Re's own 8% seed-44
 # subset (`harness.data.re_subset`). Re's 760-image run records no image list: it runs on full ImageNet
 # val, a departure its claims' `sample` field states.
-DATASET_OF = {"imagenet-seg": "imagenet-seg", "imagenet-val": "imagenet-val",
-              "imagenet-val-760": "imagenet-val", "imagenet-val-4000": "imagenet-val-re8"}
+DATASET_OF = {
+    "imagenet-seg": "imagenet-seg",
+    "imagenet-val": "imagenet-val",
+    "imagenet-val-760": "imagenet-val",
+    "imagenet-val-4000": "imagenet-val-re8",
+}
 
 
 def _missing_file(env: str, what: str, source: str, is_dir: bool = False) -> str | None:
@@ -54,11 +58,22 @@ def missing_inputs(claim: Claim) -> list[str]:
         missing.append(_missing_file(env, f"{claim.model} weights", source))
     dataset = DATASET_OF.get(claim.dataset, claim.dataset)
     if dataset == "imagenet-seg":
-        missing.append(_missing_file(imagenet_seg.ENV_VAR, "ImageNet-Segmentation", "gtsegs_ijcv.mat "
-                                     "(http://calvin-vision.net/bigstuff/proj-imagenet/data/gtsegs_ijcv.mat)"))
+        missing.append(
+            _missing_file(
+                imagenet_seg.ENV_VAR,
+                "ImageNet-Segmentation",
+                "gtsegs_ijcv.mat (http://calvin-vision.net/bigstuff/proj-imagenet/data/gtsegs_ijcv.mat)",
+            )
+        )
     elif dataset in ("imagenet-val", "imagenet-val-re8"):
-        missing.append(_missing_file(imagenet_val.ENV_VAR, "ImageNet val", "the ILSVRC2012 validation folder "
-                                     "(image-net.org; 50,000 images + devkit)", is_dir=True))
+        missing.append(
+            _missing_file(
+                imagenet_val.ENV_VAR,
+                "ImageNet val",
+                "the ILSVRC2012 validation folder (image-net.org; 50,000 images + devkit)",
+                is_dir=True,
+            )
+        )
     if claim.dds != "none":  # plain claims run in an experiment without DDS: no denoiser needed
         missing.append(_missing_file(ADM_ENV, "ADM-256 denoiser", ADM_SOURCE, is_dir=True))
     return [m for m in missing if m]
@@ -92,8 +107,9 @@ def smoke_note(settings: dict) -> str:
         parts.append(f"only the first {settings['limit']} image(s) of each dataset (${LIMIT_ENV})")
     if "dds_sigma" in settings:
         sigma = settings["dds_sigma"]
-        parts.append(f"DDS sigma {sigma:.4f} in [0,1] pixel units ({sigma * 255:.2f}/255) for every variant "
-                     f"(${SIGMA_ENV})")
+        parts.append(
+            f"DDS sigma {sigma:.4f} in [0,1] pixel units ({sigma * 255:.2f}/255) for every variant (${SIGMA_ENV})"
+        )
     return "SMOKE RUN, not the papers' protocol: paper claims measured on " + "; ".join(parts) + "."
 
 

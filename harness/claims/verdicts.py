@@ -98,6 +98,8 @@ def outcome_counts(table: pd.DataFrame) -> tuple[str, list[str]]:
     counts = table[table["control"] == ""]["outcome"].value_counts()
     header = ", ".join(f"{int(counts.get(o, 0))} {o}" for o in OUTCOMES)
     controls = table[table["control"] != ""].groupby("control")["outcome"].value_counts()
-    lines = [f"Control {name}: " + ", ".join(f"{int(n)} {o}" for o, n in controls[name].items())
-             for name in controls.index.get_level_values(0).unique()]
+    lines = [
+        f"Control {name}: " + ", ".join(f"{int(n)} {o}" for o, n in controls[name].items())
+        for name in controls.index.get_level_values(0).unique()
+    ]
     return header, lines

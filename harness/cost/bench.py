@@ -57,8 +57,11 @@ def benchmark_with_energy(
         "gpu_hours_per_call": em.gpu_hours / calls,
     }
     if images:
-        info.update(images=images, energy_kwh_per_image=info["energy_kwh_per_call"] / images,
-                    kg_co2eq_per_image=info["kg_co2eq_per_call"] / images)
+        info.update(
+            images=images,
+            energy_kwh_per_image=info["energy_kwh_per_call"] / images,
+            kg_co2eq_per_image=info["kg_co2eq_per_call"] / images,
+        )
     benchmark.extra_info.update(info)
     return result
 
@@ -69,8 +72,9 @@ def mean_seconds(benchmark: Any) -> float | None:
     return None if stats is None else float(stats.stats.mean)
 
 
-def write_ratio_table(rows: list[dict], baseline: Callable[[dict], dict | None], stem: str, title: str,
-                      conventions: tuple[str, ...]) -> None:
+def write_ratio_table(
+    rows: list[dict], baseline: Callable[[dict], dict | None], stem: str, title: str, conventions: tuple[str, ...]
+) -> None:
     """Write reports/bench/`stem`.{md,csv}: each row's `seconds` and its ratio to `baseline(row)`'s,
     both measured in the same process (nothing is written when benchmarks were disabled)."""
     import pandas as pd

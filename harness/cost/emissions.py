@@ -90,9 +90,7 @@ class Emissions:
     def unavailable(cls, seconds: float, device: str, reason: str) -> Emissions:
         """An explicit 'no figure' result: every energy and CO2 field is NaN."""
         nan = math.nan
-        return cls(
-            seconds, nan, nan, "unavailable", device, nan, "unavailable", available=False, reason=reason
-        )
+        return cls(seconds, nan, nan, "unavailable", device, nan, "unavailable", available=False, reason=reason)
 
 
 def describe_device(device: str | torch.device = "cpu") -> str:
@@ -195,9 +193,7 @@ class EmissionsMeter:
             raise ValueError(f"country_iso_code {code!r} is not in codecarbon's offline energy-mix data")
         intensity = force_carbon_intensity_g_co2e_kwh
         if intensity is not None and not (math.isfinite(float(intensity)) and float(intensity) >= 0):
-            raise ValueError(
-                f"force_carbon_intensity_g_co2e_kwh must be a finite gCO2eq/kWh >= 0, got {intensity!r}"
-            )
+            raise ValueError(f"force_carbon_intensity_g_co2e_kwh must be a finite gCO2eq/kWh >= 0, got {intensity!r}")
         if measure_power_secs <= 0:
             raise ValueError(f"measure_power_secs must be > 0, got {measure_power_secs}")
         self.country_iso_code = country_iso_code.upper()

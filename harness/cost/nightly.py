@@ -43,9 +43,7 @@ class Step:
 
 def head_commit(root: Path) -> str | None:
     """The sha of HEAD, or None when the repository has no commit (or is no git repository)."""
-    out = subprocess.run(
-        ["git", "rev-parse", "--verify", "-q", "HEAD"], cwd=root, capture_output=True, text=True
-    )
+    out = subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], cwd=root, capture_output=True, text=True)
     sha = out.stdout.strip()
     return sha if out.returncode == 0 and sha else None
 
@@ -82,17 +80,21 @@ def check_threshold(threshold: str) -> str:
     try:
         value = float(text[:-1] if text.endswith("%") else text)
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"threshold must be like 25% or 0.05 (seconds), got {threshold!r}"
-        ) from None
+        raise argparse.ArgumentTypeError(f"threshold must be like 25% or 0.05 (seconds), got {threshold!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"threshold must be positive, got {threshold!r}")
     return text
 
 
 def plan(
-    threshold: str, commit: str | None, claims: bool = True, bench: bool = True, asv: bool = True,
-    compare: bool = True, stat: str = "mean", paper: bool = False,
+    threshold: str,
+    commit: str | None,
+    claims: bool = True,
+    bench: bool = True,
+    asv: bool = True,
+    compare: bool = True,
+    stat: str = "mean",
+    paper: bool = False,
 ) -> list[Step]:
     """The nightly steps, in order. asv needs a commit: without one its step is an error you can read.
 
@@ -107,19 +109,43 @@ def plan(
             steps.append(Step("paper claims", [py, "-m", "pytest", "claims", "-m", "gpu", "-q"]))
     if bench:
         gate = ["--benchmark-compare", f"--benchmark-compare-fail={stat}:{threshold}"] if compare else []
-        steps.append(Step("benchmarks", [
-            py, "-m", "pytest", "tests/bench", "-m", "not gpu", "-q", "--benchmark-enable",
-            "--benchmark-autosave", *gate, "--benchmark-columns=min,mean,stddev,rounds",
-        ]))
+        steps.append(
+            Step(
+                "benchmarks",
+                [
+                    py,
+                    "-m",
+                    "pytest",
+                    "tests/bench",
+                    "-m",
+                    "not gpu",
+                    "-q",
+                    "--benchmark-enable",
+                    "--benchmark-autosave",
+                    *gate,
+                    "--benchmark-columns=min,mean,stddev,rounds",
+                ],
+            )
+        )
     if asv:
         if commit is None:
-            steps.append(Step("asv", [py, "-c", "import sys; sys.exit('asv: the repository has no commit; "
-                                            "asv records results per commit (--set-commit-hash)')"]))
+            steps.append(
+                Step(
+                    "asv",
+                    [
+                        py,
+                        "-c",
+                        "import sys; sys.exit('asv: the repository has no commit; "
+                        "asv records results per commit (--set-commit-hash)')",
+                    ],
+                )
+            )
         else:
             asv_cmd = [py, "-m", "asv"]
             steps.append(Step("asv machine", [*asv_cmd, "machine", "--yes"]))
-            steps.append(Step("asv run", [*asv_cmd, "run", "--python=same", "--set-commit-hash", commit,
-                                          "--show-stderr"]))
+            steps.append(
+                Step("asv run", [*asv_cmd, "run", "--python=same", "--set-commit-hash", commit, "--show-stderr"])
+            )
             steps.append(Step("asv publish", [*asv_cmd, "publish"]))
     return steps
 
@@ -141,18 +167,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Nightly regression run: CPU claims, pytest-benchmark comparison with the last saved "
         "run, asv run + publish. Exits 1 if any step failed.",
     )
-    parser.add_argument("--threshold", type=check_threshold, default=DEFAULT_THRESHOLD,
-                        help=f"slowdown (of --stat) that fails the benchmarks step: N%% or seconds (default "
-                        f"{DEFAULT_THRESHOLD.replace('%', '%%')})")
-    parser.add_argument("--stat", choices=["mean", "min", "median"], default="mean",
-                        help="statistic compared with the last run (default mean; min resists interference "
-                        "from other work on a shared machine)")
+    parser.add_argument(
+        "--threshold",
+        type=check_threshold,
+        default=DEFAULT_THRESHOLD,
+        help=f"slowdown (of --stat) that fails the benchmarks step: N%% or seconds (default "
+        f"{DEFAULT_THRESHOLD.replace('%', '%%')})",
+    )
+    parser.add_argument(
+        "--stat",
+        choices=["mean", "min", "median"],
+        default="mean",
+        help="statistic compared with the last run (default mean; min resists interference "
+        "from other work on a shared machine)",
+    )
     parser.add_argument("--skip-claims", action="store_true", help="do not run the claims")
     parser.add_argument("--skip-bench", action="store_true", help="do not run the pytest-benchmark step")
     parser.add_argument("--skip-asv", action="store_true", help="do not run asv")
     parser.add_argument("--dry-run", action="store_true", help="print the steps and exit")
-    parser.add_argument("--root", type=Path, default=Path.cwd(),
-                        help="repository root to run in (default: the current directory)")
+    parser.add_argument(
+        "--root", type=Path, default=Path.cwd(), help="repository root to run in (default: the current directory)"
+    )
     args = parser.parse_args(argv)
     root = args.root.resolve()
     if not (root / "asv.conf.json").is_file():
@@ -163,8 +198,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     missing = paper_inputs_missing() if not args.skip_claims else []
     if missing:
         print("nightly: paper-scale claims (`pytest claims -m gpu`) not run: inputs missing: " + "; ".join(missing))
-    steps = plan(args.threshold, commit, not args.skip_claims, not args.skip_bench, not args.skip_asv, compare,
-                 args.stat, paper=not args.skip_claims and not missing)
+    steps = plan(
+        args.threshold,
+        commit,
+        not args.skip_claims,
+        not args.skip_bench,
+        not args.skip_asv,
+        compare,
+        args.stat,
+        paper=not args.skip_claims and not missing,
+    )
     if args.dry_run:
         for step in steps:
             print(f"{step.name}: {shlex.join(step.argv)}")

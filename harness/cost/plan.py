@@ -24,10 +24,18 @@ from harness.smoothing.timesteps import fvit_steps, model_space_std
 # LRP-style methods propagate relevance once, counted as one backward. Unknown methods: one of each.
 PAPER_DEPTH = 12
 METHOD_PASSES: dict[str, tuple[int, int]] = {
-    "raw_attention": (1, 0), "rollout": (1, 0), "attn_gradcam": (1, 1), "transformer_attribution": (1, 1),
-    "generic_attention": (1, 1), "lrp": (1, 1), "partial_lrp": (1, 1), "attribution_rollout": (1, PAPER_DEPTH),
+    "raw_attention": (1, 0),
+    "rollout": (1, 0),
+    "attn_gradcam": (1, 1),
+    "transformer_attribution": (1, 1),
+    "generic_attention": (1, 1),
+    "lrp": (1, 1),
+    "partial_lrp": (1, 1),
+    "attribution_rollout": (1, PAPER_DEPTH),
     # Baseline maps call no network (their perturbation curves still cost forwards).
-    "random_map": (0, 0), "centre_map": (0, 0), "constant_map": (0, 0),
+    "random_map": (0, 0),
+    "centre_map": (0, 0),
+    "constant_map": (0, 0),
 }
 PERTURBATION_STEPS = 9  # deletion fractions 0.1 .. 0.9, one forward each, positive and negative
 # Paper dataset sizes: ImageNet-Segmentation, Re's 8% subset of ImageNet val.
@@ -64,11 +72,19 @@ def calls_per_image(cfg: ExperimentConfig) -> dict[str, dict[str, int]]:
     methods = cfg.resolved_methods()
     passes = [METHOD_PASSES.get(m, (1, 1)) for m in methods]
     attacked = [r for r in cfg.radii_255 if r > 0]
-    out = {"attack": {"unet": 0, "vit_forward": 1 + len(attacked) * (cfg.attack_steps + 1),
-                      "vit_backward": len(attacked) * cfg.attack_steps}}
+    out = {
+        "attack": {
+            "unet": 0,
+            "vit_forward": 1 + len(attacked) * (cfg.attack_steps + 1),
+            "vit_backward": len(attacked) * cfg.attack_steps,
+        }
+    }
     maps = len(cfg.radii_255) * modes
-    out["plain"] = {"unet": 0, "vit_forward": maps * sum(f + perturb for f, _ in passes),
-                    "vit_backward": maps * sum(b for _, b in passes)}
+    out["plain"] = {
+        "unet": 0,
+        "vit_forward": maps * sum(f + perturb for f, _ in passes),
+        "vit_backward": maps * sum(b for _, b in passes),
+    }
     for spec in cfg.dds:
         variant = get_variant(spec.variant)
         sigma = variant.default_sigma if spec.sigma is None else spec.sigma
@@ -83,23 +99,40 @@ def calls_per_image(cfg: ExperimentConfig) -> dict[str, dict[str, int]]:
     return out
 
 
-def plan_table(configs: list[ExperimentConfig], images: dict[str, int] | None = None,
-               times: CallTimes = CallTimes()) -> pd.DataFrame:
+def plan_table(
+    configs: list[ExperimentConfig], images: dict[str, int] | None = None, times: CallTimes = CallTimes()
+) -> pd.DataFrame:
     """One row per (config, part): calls for the whole dataset and the GPU-hours they imply."""
     images = {**DATASET_IMAGES, **(images or {})}
     rows = []
     for cfg in configs:
         n = cfg.limit if cfg.limit is not None else images.get(cfg.dataset, 0)
         for part, calls in calls_per_image(cfg).items():
-            seconds = (calls["unet"] * times.unet + calls["vit_forward"] * times.vit_forward
-                       + calls["vit_backward"] * times.vit_backward)
-            rows.append({"config": cfg.name, "dataset": cfg.dataset, "images": n, "part": part,
-                         "unet_calls": n * calls["unet"], "vit_forward_calls": n * calls["vit_forward"],
-                         "vit_backward_calls": n * calls["vit_backward"], "gpu_hours": n * seconds / 3600})
+            seconds = (
+                calls["unet"] * times.unet
+                + calls["vit_forward"] * times.vit_forward
+                + calls["vit_backward"] * times.vit_backward
+            )
+            rows.append(
+                {
+                    "config": cfg.name,
+                    "dataset": cfg.dataset,
+                    "images": n,
+                    "part": part,
+                    "unet_calls": n * calls["unet"],
+                    "vit_forward_calls": n * calls["vit_forward"],
+                    "vit_backward_calls": n * calls["vit_backward"],
+                    "gpu_hours": n * seconds / 3600,
+                }
+            )
     table = pd.DataFrame(rows)
-    total = {"config": "total", "dataset": "", "images": int(table.groupby("config")["images"].first().sum()),
-             "part": "all", **{c: table[c].sum() for c in ("unet_calls", "vit_forward_calls", "vit_backward_calls",
-                                                           "gpu_hours")}}
+    total = {
+        "config": "total",
+        "dataset": "",
+        "images": int(table.groupby("config")["images"].first().sum()),
+        "part": "all",
+        **{c: table[c].sum() for c in ("unet_calls", "vit_forward_calls", "vit_backward_calls", "gpu_hours")},
+    }
     return pd.concat([table, pd.DataFrame([total])], ignore_index=True)
 
 

@@ -29,8 +29,7 @@ MEASURES = ("seconds_per_image", "energy_kwh_per_image", "kg_co2eq_per_image", "
 RATIO_COLUMNS = {m: m.replace("_per_image", "_ratio_vs_plain") for m in MEASURES}
 
 COST_CONVENTIONS = (
-    "dds: `none` = the plain explanation; otherwise the DDS variant wrapping it (purify m copies, "
-    "explain each, fuse).",
+    "dds: `none` = the plain explanation; otherwise the DDS variant wrapping it (purify m copies, explain each, fuse).",
     "sigma_255: the DDS noise standard deviation in [0,1] pixel units times 255 (FViT/Re's delta = "
     "2 sigma in [-1,1] space); samples_per_image: m; unet_calls_per_image: m x UNet forward calls per "
     "sample (carlini 1; fvit, re, denoise_only the FViT rule's ancestral steps; noise_only 0).",
@@ -38,8 +37,7 @@ COST_CONVENTIONS = (
     "divided by images x repeats; the warm-up call is not counted.",
     "energy_kwh_per_image: kWh (CPU + GPU + RAM, codecarbon, machine-level) over the same block, "
     "divided by images x repeats; kg_co2eq_per_image: kg CO2-equivalent at the stated grid intensity.",
-    "*_ratio_vs_plain: the DDS row's value divided by the plain row's value of the same method "
-    "(plain rows: 1).",
+    "*_ratio_vs_plain: the DDS row's value divided by the plain row's value of the same method (plain rows: 1).",
     "gpu_hours_per_image: seconds_per_image / 3600 on a CUDA device; 0 on CPU (no GPU used).",
     "flops_per_image: floating-point operations of one explanation (forward and backward passes, "
     "torch.utils.flop_counter: matrix products and convolutions), counted in a separate untimed pass: "
@@ -136,7 +134,11 @@ def add_ratios(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _cell(
-    method: str, dds: str, explainer: Explainer, model: ViTClassifier, images: torch.Tensor,
+    method: str,
+    dds: str,
+    explainer: Explainer,
+    model: ViTClassifier,
+    images: torch.Tensor,
     settings: CostSettings,
 ) -> dict:
     seconds, em = measure_explainer(explainer, model, images, settings)
@@ -257,8 +259,15 @@ def embedded_images(n: int) -> torch.Tensor:
 
 
 DISPLAY_COLUMNS = (
-    "method", "dds", "sigma_255", "samples_per_image", "unet_calls_per_image",
-    *MEASURES, *RATIO_COLUMNS.values(), "predicted_flops_ratio", "cpu_power_mode",
+    "method",
+    "dds",
+    "sigma_255",
+    "samples_per_image",
+    "unet_calls_per_image",
+    *MEASURES,
+    *RATIO_COLUMNS.values(),
+    "predicted_flops_ratio",
+    "cpu_power_mode",
 )
 
 

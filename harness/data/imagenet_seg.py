@@ -91,9 +91,7 @@ class ImageNetSegmentation(Dataset):
         elif image.ndim == 2:  # a grey image stored (W, H)
             image = image.T
         else:
-            raise ValueError(
-                f"{self.path}: image {index} has shape {image.shape}; expected (3, W, H) or (W, H)"
-            )
+            raise ValueError(f"{self.path}: image {index} has shape {image.shape}; expected (3, W, H) or (W, H)")
         cell = f[f[MASK_KEY][index, 0]]
         if cell.dtype != h5py.ref_dtype or cell.size < 1:
             raise ValueError(f"{self.path}: mask {index} is not a MATLAB cell of references")
@@ -102,13 +100,9 @@ class ImageNetSegmentation(Dataset):
             raise ValueError(f"{self.path}: mask {index} has shape {mask.shape}; expected (W, H)")
         mask = mask.T
         if mask.shape != image.shape[:2]:
-            raise ValueError(
-                f"{self.path}: item {index}: mask {mask.shape} does not match image {image.shape[:2]}"
-            )
+            raise ValueError(f"{self.path}: item {index}: mask {mask.shape} does not match image {image.shape[:2]}")
         if not np.isin(np.unique(mask), (0, 1)).all():
-            raise ValueError(
-                f"{self.path}: mask {index} is not binary (values {np.unique(mask)[:10].tolist()})"
-            )
+            raise ValueError(f"{self.path}: mask {index} is not binary (values {np.unique(mask)[:10].tolist()})")
         return np.ascontiguousarray(image), np.ascontiguousarray(mask.astype(np.uint8))
 
     def _open(self) -> h5py.File:
@@ -132,9 +126,7 @@ def _check_layout(f: h5py.File, path: Path) -> int:
     lengths = []
     for key in (IMAGE_KEY, MASK_KEY):
         if key not in f:
-            raise ValueError(
-                f"{path}: dataset '{key}' is missing; not an ImageNet-Segmentation file ({SOURCE_URL})"
-            )
+            raise ValueError(f"{path}: dataset '{key}' is missing; not an ImageNet-Segmentation file ({SOURCE_URL})")
         ds = f[key]
         if not isinstance(ds, h5py.Dataset) or ds.dtype != h5py.ref_dtype:
             raise ValueError(f"{path}: '{key}' must be a dataset of object references, got {ds}")
@@ -149,9 +141,7 @@ def _check_layout(f: h5py.File, path: Path) -> int:
 
 
 def missing_message(path: Path | None) -> str:
-    where = (
-        f"ImageNet-Segmentation file not found: {path}." if path else "No ImageNet-Segmentation file given."
-    )
+    where = f"ImageNet-Segmentation file not found: {path}." if path else "No ImageNet-Segmentation file given."
     return (
         f"{where} Download gtsegs_ijcv.mat from {SOURCE_URL} and pass its path "
         f"(or set the environment variable {ENV_VAR} to it)."

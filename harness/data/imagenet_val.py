@@ -50,9 +50,7 @@ _WNID = re.compile(r"^n\d{8}$")
 
 
 def missing_message(root: Path | None) -> str:
-    where = (
-        f"ImageNet validation folder not found: {root}." if root else "No ImageNet validation folder given."
-    )
+    where = f"ImageNet validation folder not found: {root}." if root else "No ImageNet validation folder given."
     return (
         f"{where} Obtain the ILSVRC2012 validation images (ILSVRC2012_img_val.tar) and the devkit "
         f"(ILSVRC2012_devkit_t12.tar.gz) from https://image-net.org; extract the images into one folder "
@@ -77,9 +75,7 @@ def wnid_index_from_meta(meta_path: Path, expected_classes: int | None = NUM_CLA
     try:
         from scipy.io import loadmat
     except ImportError as err:  # scipy comes with scikit-learn, a dependency
-        raise ImportError(
-            "reading the devkit's meta.mat needs scipy; install scipy or pass labels_file=..."
-        ) from err
+        raise ImportError("reading the devkit's meta.mat needs scipy; install scipy or pass labels_file=...") from err
     synsets = loadmat(meta_path, squeeze_me=True)["synsets"]
     ids = np.atleast_1d(synsets["ILSVRC2012_ID"]).astype(int)
     wnids = [str(w) for w in np.atleast_1d(synsets["WNID"])]
@@ -94,9 +90,7 @@ def wnid_index_from_meta(meta_path: Path, expected_classes: int | None = NUM_CLA
 def _flat_samples(
     root: Path, devkit: Path | None, labels_file: Path | None, expected_classes: int | None
 ) -> list[tuple[str, int]]:
-    files = sorted(
-        p for p in root.iterdir() if _FLAT_NAME.match(p.name) and p.suffix.lower() in IMG_EXTENSIONS
-    )
+    files = sorted(p for p in root.iterdir() if _FLAT_NAME.match(p.name) and p.suffix.lower() in IMG_EXTENSIONS)
     if not files:
         raise FileNotFoundError(f"no ILSVRC2012_val_########.JPEG images in {root}. " + missing_message(None))
     if labels_file is not None:
@@ -209,9 +203,7 @@ class ImageNetVal(Dataset):
             raise ValueError(f"layout must be 'auto', 'flat' or 'folder', got {layout!r}")
         self.layout, self.size = layout, size
         if layout == "flat":
-            self.samples = _flat_samples(
-                folder, Path(devkit) if devkit else None, labels_file, expected_classes
-            )
+            self.samples = _flat_samples(folder, Path(devkit) if devkit else None, labels_file, expected_classes)
         else:
             self.samples = _folder_samples(folder, expected_classes)
         stems = [Path(p).stem for p, _ in self.samples]

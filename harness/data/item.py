@@ -28,5 +28,7 @@ class CorruptItemError(ValueError):
 
     def __init__(self, path: str | Path, reason: str):
         self.path = Path(path)
-        super().__init__(f"corrupt or unreadable image {self.path}: {reason} (replace the file, or set "
-                         "corrupt_images: skip to leave it out and record it in the run's metadata)")
+        super().__init__(
+            f"corrupt or unreadable image {self.path}: {reason} (replace the file, or set "
+            "corrupt_images: skip to leave it out and record it in the run's metadata)"
+        )

@@ -80,9 +80,7 @@ def mcg31_uniforms(seed: int, n: int) -> np.ndarray:
     return out
 
 
-def re_subset_indices(
-    n: int, fraction: float = RE_FRACTION, seed: int = RE_SEED, kernel: str = "torch"
-) -> list[int]:
+def re_subset_indices(n: int, fraction: float = RE_FRACTION, seed: int = RE_SEED, kernel: str = "torch") -> list[int]:
     """Indices into range(n) that Re's loader yields, in draw order (see the module docstring).
 
     Replays the draws on a private generator, so the global torch state is left untouched.

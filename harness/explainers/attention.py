@@ -35,15 +35,11 @@ def _attentions(model: ViTClassifier, images: torch.Tensor) -> list[torch.Tensor
     description="Mean over heads of the last block's CLS attention.",
     head_fusion="mean",
 )
-def raw_attention(
-    model: ViTClassifier, images: torch.Tensor, target: torch.Tensor, head_fusion: str
-) -> torch.Tensor:
-    return fuse_heads(_attentions(model, images)[-1], head_fusion)[:, 0, num_prefix_tokens(model):]
+def raw_attention(model: ViTClassifier, images: torch.Tensor, target: torch.Tensor, head_fusion: str) -> torch.Tensor:
+    return fuse_heads(_attentions(model, images)[-1], head_fusion)[:, 0, num_prefix_tokens(model) :]
 
 
-def rollout_matrix(
-    attentions: list[torch.Tensor], start_layer: int = 0, head_fusion: str = "mean"
-) -> torch.Tensor:
+def rollout_matrix(attentions: list[torch.Tensor], start_layer: int = 0, head_fusion: str = "mean") -> torch.Tensor:
     """J = Ahat_L ... Ahat_s with Ahat_b = row-normalised (fused_h A_b + I); (B, N, N), row-stochastic."""
     if not 0 <= start_layer < len(attentions):
         raise ValueError(f"start_layer={start_layer} leaves no blocks of {len(attentions)}")
@@ -67,4 +63,4 @@ def rollout_matrix(
 def rollout(
     model: ViTClassifier, images: torch.Tensor, target: torch.Tensor, start_layer: int, head_fusion: str
 ) -> torch.Tensor:
-    return rollout_matrix(_attentions(model, images), start_layer, head_fusion)[:, 0, num_prefix_tokens(model):]
+    return rollout_matrix(_attentions(model, images), start_layer, head_fusion)[:, 0, num_prefix_tokens(model) :]

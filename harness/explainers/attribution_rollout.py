@@ -78,4 +78,4 @@ def attribution_rollout(
     for a, g in list(zip(attentions, grads, strict=True))[start_layer:]:
         mhat = safe_row_normalise(fuse_heads(IG_FACTOR * a * g, head_fusion) + eye)
         joint = mhat if joint is None else mhat @ joint
-    return joint[:, 0, num_prefix_tokens(model):]
+    return joint[:, 0, num_prefix_tokens(model) :]

@@ -23,16 +23,24 @@ def _image_seed(image: torch.Tensor) -> int:
     return int.from_bytes(digest, "little") & (2**63 - 1)
 
 
-@register("random_map", class_specific=False, baseline=True,
-          description="Baseline: uniform random patch scores seeded by the image's bytes (a function of the input).")
+@register(
+    "random_map",
+    class_specific=False,
+    baseline=True,
+    description="Baseline: uniform random patch scores seeded by the image's bytes (a function of the input).",
+)
 def random_map(model: ViTClassifier, images: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     n = model.grid_size**2
     maps = [torch.rand(n, generator=torch.Generator().manual_seed(_image_seed(img))) for img in images]
     return torch.stack(maps).to(images.device)
 
 
-@register("centre_map", class_specific=False, baseline=True,
-          description="Baseline: a Gaussian bump centred on the patch grid (std = grid/4), the same for every input.")
+@register(
+    "centre_map",
+    class_specific=False,
+    baseline=True,
+    description="Baseline: a Gaussian bump centred on the patch grid (std = grid/4), the same for every input.",
+)
 def centre_map(model: ViTClassifier, images: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     g = model.grid_size
     coords = torch.arange(g, dtype=torch.float32) - (g - 1) / 2
@@ -41,7 +49,11 @@ def centre_map(model: ViTClassifier, images: torch.Tensor, target: torch.Tensor)
     return bump.expand(images.shape[0], -1).to(images.device)
 
 
-@register("constant_map", class_specific=False, baseline=True,
-          description="Baseline: every patch scores the same (a degenerate map: no top-k, no foreground).")
+@register(
+    "constant_map",
+    class_specific=False,
+    baseline=True,
+    description="Baseline: every patch scores the same (a degenerate map: no top-k, no foreground).",
+)
 def constant_map(model: ViTClassifier, images: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return torch.ones(images.shape[0], model.grid_size**2, device=images.device)

@@ -26,4 +26,4 @@ def generic_relevance(attentions: list[torch.Tensor], grads: list[torch.Tensor])
 )
 def generic_attention(model: ViTClassifier, images: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     attentions, grads = attention_and_gradients(model, images, target)
-    return generic_relevance(attentions, grads)[:, 0, num_prefix_tokens(model):]
+    return generic_relevance(attentions, grads)[:, 0, num_prefix_tokens(model) :]

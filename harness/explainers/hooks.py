@@ -20,9 +20,7 @@ class AttentionRecord:
         """dy/dA_b for every block (requires the capture to have been opened with grad=True)."""
         grads = [a.grad for a in self.attentions]
         if any(g is None for g in grads):
-            raise RuntimeError(
-                "attention gradients missing: open capture_attention(..., grad=True) and backward()"
-            )
+            raise RuntimeError("attention gradients missing: open capture_attention(..., grad=True) and backward()")
         return grads
 
 
@@ -45,9 +43,7 @@ def capture_attention(model: ViTClassifier, grad: bool = False) -> Iterator[Atte
     for block in model.vit.blocks:
         attn_drop = getattr(block.attn, "attn_drop", None)
         if attn_drop is None:
-            raise TypeError(
-                f"{type(block.attn).__name__} has no attn_drop module to hook the attention matrix"
-            )
+            raise TypeError(f"{type(block.attn).__name__} has no attn_drop module to hook the attention matrix")
         handles.append(attn_drop.register_forward_hook(hook))
     try:
         yield record
@@ -55,9 +51,7 @@ def capture_attention(model: ViTClassifier, grad: bool = False) -> Iterator[Atte
         for h in handles:
             h.remove()
     if not record.attentions:
-        raise RuntimeError(
-            "no attention was captured: is fused attention still on in a custom Attention module?"
-        )
+        raise RuntimeError("no attention was captured: is fused attention still on in a custom Attention module?")
 
 
 def attention_and_gradients(

@@ -202,9 +202,7 @@ class RegisteredExplainer:
     ) -> torch.Tensor:
         return explain(self.name, model, images, target, **self.options)
 
-    def raw(
-        self, model: ViTClassifier, images: torch.Tensor, target: torch.Tensor | int | None = None
-    ) -> torch.Tensor:
+    def raw(self, model: ViTClassifier, images: torch.Tensor, target: torch.Tensor | int | None = None) -> torch.Tensor:
         """The unnormalised maps (see `explain_raw`), for fusions of raw maps."""
         return explain_raw(self.name, model, images, target, **self.options)
 

@@ -11,8 +11,15 @@ from harness.metrics.sensitivity import max_sensitivity
 
 
 def extra_metric_columns(
-    tasks: tuple[str, ...], model, explainer, clean: torch.Tensor, attacked: torch.Tensor, maps: torch.Tensor,
-    explained: torch.Tensor, labels: torch.Tensor, seed: int,
+    tasks: tuple[str, ...],
+    model,
+    explainer,
+    clean: torch.Tensor,
+    attacked: torch.Tensor,
+    maps: torch.Tensor,
+    explained: torch.Tensor,
+    labels: torch.Tensor,
+    seed: int,
 ) -> dict[str, list]:
     """Column -> per-image values for the extra tasks in `tasks` (nothing when none is asked for).
 

@@ -59,8 +59,7 @@ def topk_overlap(maps_a: torch.Tensor, maps_b: torch.Tensor, k: int | float) -> 
     """
     if maps_a.shape != maps_b.shape or maps_a.ndim < 2:
         raise ValueError(
-            f"need two batches of maps of equal shape (B, ...); got {tuple(maps_a.shape)}, "
-            f"{tuple(maps_b.shape)}"
+            f"need two batches of maps of equal shape (B, ...); got {tuple(maps_a.shape)}, {tuple(maps_b.shape)}"
         )
     for m in (maps_a, maps_b):
         if not torch.isfinite(m).all():
@@ -85,16 +84,12 @@ def prediction_agreement(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torc
         return (logits_a.argmax(dim=1) == logits_b.argmax(dim=1)).float()
     if logits_a.ndim == 1 and not logits_a.is_floating_point() and not logits_b.is_floating_point():
         return (logits_a == logits_b).float()
-    raise ValueError(
-        f"expected (B, C) logits or (B,) integer class indices; got shape {tuple(logits_a.shape)}"
-    )
+    raise ValueError(f"expected (B, C) logits or (B,) integer class indices; got shape {tuple(logits_a.shape)}")
 
 
 def prediction_tv_distance(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tensor:
     """(B,) total-variation distance 0.5 * ||softmax(a) - softmax(b)||_1 between prediction distributions."""
     if logits_a.shape != logits_b.shape or logits_a.ndim != 2:
-        raise ValueError(
-            f"expected two (B, C) logit tensors; got {tuple(logits_a.shape)}, {tuple(logits_b.shape)}"
-        )
+        raise ValueError(f"expected two (B, C) logit tensors; got {tuple(logits_a.shape)}, {tuple(logits_b.shape)}")
     pa, pb = logits_a.double().softmax(dim=1), logits_b.double().softmax(dim=1)
     return 0.5 * (pa - pb).abs().sum(dim=1)

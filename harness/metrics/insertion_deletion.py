@@ -49,8 +49,12 @@ def _ranked_masks(maps: torch.Tensor, num_steps: int) -> torch.Tensor:
 
 
 def substrate_images(
-    images: torch.Tensor, maps: torch.Tensor, mode: str, num_steps: int = NUM_STEPS,
-    blur_kernel: int = BLUR_KERNEL, blur_sigma: float = BLUR_SIGMA,
+    images: torch.Tensor,
+    maps: torch.Tensor,
+    mode: str,
+    num_steps: int = NUM_STEPS,
+    blur_kernel: int = BLUR_KERNEL,
+    blur_sigma: float = BLUR_SIGMA,
 ) -> torch.Tensor:
     """(S, B, 3, H, W): the deletion or insertion images at each fraction."""
     _check_maps(images, maps)
@@ -65,8 +69,13 @@ def substrate_images(
 
 @torch.no_grad()
 def probability_curve(
-    model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, maps: torch.Tensor,
-    target: torch.Tensor, mode: str, num_steps: int = NUM_STEPS, max_batch: int = 256,
+    model: Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    maps: torch.Tensor,
+    target: torch.Tensor,
+    mode: str,
+    num_steps: int = NUM_STEPS,
+    max_batch: int = 256,
 ) -> torch.Tensor:
     """(B, num_steps + 1) softmax probability of `target` along the insertion or deletion curve."""
     target = torch.as_tensor(target, device=images.device).long().reshape(-1)

@@ -82,9 +82,7 @@ def perturb_images(
 
 
 @torch.no_grad()
-def _top1(
-    model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, max_batch: int
-) -> torch.Tensor:
+def _top1(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, max_batch: int) -> torch.Tensor:
     return torch.cat([model(chunk).argmax(dim=1) for chunk in images.split(max_batch)])
 
 

@@ -72,8 +72,12 @@ def linear_impute(image: np.ndarray, removed: np.ndarray) -> np.ndarray:
 
 
 def road_images(
-    images: torch.Tensor, maps: torch.Tensor, positive: bool, steps: Sequence[float] = PERTURBATION_STEPS,
-    noise: float = ROAD_NOISE, seed: int = 0,
+    images: torch.Tensor,
+    maps: torch.Tensor,
+    positive: bool,
+    steps: Sequence[float] = PERTURBATION_STEPS,
+    noise: float = ROAD_NOISE,
+    seed: int = 0,
 ) -> torch.Tensor:
     """(S, B, 3, H, W): each step's images with the ranked pixels removed by noisy linear imputation."""
     _check_maps(images, maps)
@@ -96,8 +100,14 @@ def road_images(
 
 
 def road_correctness(
-    model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, maps: torch.Tensor,
-    labels: torch.Tensor, positive: bool, noise: float = ROAD_NOISE, seed: int = 0, max_batch: int = 256,
+    model: Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    maps: torch.Tensor,
+    labels: torch.Tensor,
+    positive: bool,
+    noise: float = ROAD_NOISE,
+    seed: int = 0,
+    max_batch: int = 256,
 ) -> torch.Tensor:
     """(B, 10) correctness in {0, 1} at [clean, 0.1, ..., 0.9] removed by ROAD's imputation.
 

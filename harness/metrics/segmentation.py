@@ -43,9 +43,7 @@ def _check_mask(mask: np.ndarray) -> np.ndarray:
         raise ValueError("mask is empty")
     values = np.unique(gt)
     if not np.isin(values, (0, 1)).all():
-        raise ValueError(
-            f"mask must be binary (0 = background, 1 = foreground); found values {values[:10].tolist()}"
-        )
+        raise ValueError(f"mask must be binary (0 = background, 1 = foreground); found values {values[:10].tolist()}")
     return gt.astype(np.int64)
 
 
@@ -74,9 +72,7 @@ def segmentation_stats(map01: torch.Tensor, mask: torch.Tensor) -> dict[str, flo
     The map is min-max normalised (see the module docstring), foreground = map > map.mean().
     """
     if tuple(map01.shape) != tuple(mask.shape) or map01.ndim != 2:
-        raise ValueError(
-            f"map shape {tuple(map01.shape)} and mask shape {tuple(mask.shape)} must be equal (H, W)"
-        )
+        raise ValueError(f"map shape {tuple(map01.shape)} and mask shape {tuple(mask.shape)} must be equal (H, W)")
     m = map01.detach().float().cpu().numpy()
     if not np.isfinite(m).all():
         raise ValueError("explanation map contains NaN or infinite values")
@@ -110,8 +106,10 @@ def segmentation_from_totals(totals: np.ndarray, n_images: float | np.ndarray) -
     Leading axes are kept, so many resampled datasets (e.g. a bootstrap) aggregate at once.
     """
     tot = {k: totals[..., i] for i, k in enumerate(STAT_KEYS)}
-    ious = [np.where(tot[f"union_{t}"] > 0, tot[f"inter_{t}"] / np.maximum(tot[f"union_{t}"], 1e-300), 0.0)
-            for t in ("bg", "fg")]
+    ious = [
+        np.where(tot[f"union_{t}"] > 0, tot[f"inter_{t}"] / np.maximum(tot[f"union_{t}"], 1e-300), 0.0)
+        for t in ("bg", "fg")
+    ]
     return {
         "pixel_accuracy": 100.0 * tot["correct"] / tot["labeled"],
         "mIoU": 100.0 * (ious[0] + ious[1]) / 2.0,

@@ -28,8 +28,13 @@ def max_relative_change(clean_maps: torch.Tensor, perturbed_maps: torch.Tensor) 
 
 
 def max_sensitivity(
-    explainer: Callable[..., torch.Tensor], model, images: torch.Tensor, target: torch.Tensor | None = None,
-    radius: float = RADIUS, samples: int = SAMPLES, seed: int = 0,
+    explainer: Callable[..., torch.Tensor],
+    model,
+    images: torch.Tensor,
+    target: torch.Tensor | None = None,
+    radius: float = RADIUS,
+    samples: int = SAMPLES,
+    seed: int = 0,
 ) -> torch.Tensor:
     """(B,) Monte Carlo max-sensitivity of `explainer(model, images, target)` at L-inf radius `radius`.
 

@@ -61,12 +61,8 @@ class ADMArchitecture:
             out_channels=self.out_channels,
             block_out_channels=tuple(self.channels),
             layers_per_block=self.num_res_blocks,
-            down_block_types=tuple(
-                "AttnDownBlock2D" if i in attn else "ResnetDownsampleBlock2D" for i in levels
-            ),
-            up_block_types=tuple(
-                "AttnUpBlock2D" if i in attn else "ResnetUpsampleBlock2D" for i in reversed(levels)
-            ),
+            down_block_types=tuple("AttnDownBlock2D" if i in attn else "ResnetDownsampleBlock2D" for i in levels),
+            up_block_types=tuple("AttnUpBlock2D" if i in attn else "ResnetUpsampleBlock2D" for i in reversed(levels)),
             attention_head_dim=self.num_head_channels,
             resnet_time_scale_shift="scale_shift",
             downsample_type="resnet",
@@ -138,9 +134,7 @@ def split_legacy_qkv(weight: torch.Tensor, bias: torch.Tensor, head_channels: in
     three_c, c = weight.shape[0], weight.shape[1]
     heads = c // head_channels
     if three_c != 3 * c or heads * head_channels != c:
-        raise ValueError(
-            f"qkv weight of shape {tuple(weight.shape)} does not fit {head_channels}-channel heads"
-        )
+        raise ValueError(f"qkv weight of shape {tuple(weight.shape)} does not fit {head_channels}-channel heads")
     w = weight.reshape(heads, 3, head_channels, c)
     b = bias.reshape(heads, 3, head_channels)
     out = {}
@@ -239,9 +233,7 @@ def load_adm_state_dict(path: str | Path) -> StateDict:
     return state
 
 
-def convert_adm_checkpoint(
-    checkpoint: str | Path, out_dir: str | Path, arch: ADMArchitecture = ADM_256_UNCOND
-) -> Path:
+def convert_adm_checkpoint(checkpoint: str | Path, out_dir: str | Path, arch: ADMArchitecture = ADM_256_UNCOND) -> Path:
     """Convert `checkpoint` and save UNet2DModel (+ linear DDPMScheduler in scheduler/) to `out_dir`."""
     unet = build_unet(arch, load_adm_state_dict(checkpoint))
     out_dir = Path(out_dir)

@@ -31,9 +31,7 @@ class ViTClassifier(nn.Module):
     def __init__(self, vit: nn.Module, mean: Sequence[float], std: Sequence[float], name: str = "vit"):
         super().__init__()
         if not hasattr(vit, "blocks") or not all(hasattr(b, "attn") for b in vit.blocks):
-            raise TypeError(
-                f"{type(vit).__name__} is not a timm VisionTransformer: explainers need `blocks[i].attn`"
-            )
+            raise TypeError(f"{type(vit).__name__} is not a timm VisionTransformer: explainers need `blocks[i].attn`")
         self.vit = vit
         self.name = name
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)

@@ -188,9 +188,7 @@ class Denoiser(nn.Module):
             )
         return steps
 
-    def p_sample(
-        self, x: torch.Tensor, i: int, chain: SamplingSchedule, generator: torch.Generator
-    ) -> torch.Tensor:
+    def p_sample(self, x: torch.Tensor, i: int, chain: SamplingSchedule, generator: torch.Generator) -> torch.Tensor:
         """One ancestral step x_i -> x_{i-1} of `chain` (guided-diffusion's p_sample, clip_denoised).
 
         One UNet call at original timestep chain.timesteps[i]; no noise is added at i = 0.
@@ -227,7 +225,11 @@ class Denoiser(nn.Module):
         return x
 
     def fvit_denoise(
-        self, images01: torch.Tensor, sigma: float, generator: torch.Generator, add_noise: bool = True,
+        self,
+        images01: torch.Tensor,
+        sigma: float,
+        generator: torch.Generator,
+        add_noise: bool = True,
         clip: bool = True,
     ) -> torch.Tensor:
         """FViT's `denoise` (gradient-transparent): [0,1] images -> [0,1] images of the same size.
@@ -268,22 +270,23 @@ def load_denoiser(directory: str | Path, name: str | None = None) -> Denoiser:
     try:
         # low_cpu_mem_usage=False: diffusers' default path wants `accelerate` and warns without it; loading
         # the 2.2 GB ADM-256 the plain way holds one extra copy of the weights briefly.
-        unet, info = UNet2DModel.from_pretrained(str(directory), local_files_only=True, output_loading_info=True,
-                                                 low_cpu_mem_usage=False)
+        unet, info = UNet2DModel.from_pretrained(
+            str(directory), local_files_only=True, output_loading_info=True, low_cpu_mem_usage=False
+        )
     except (OSError, ValueError, RuntimeError) as err:
         raise ValueError(f"{directory} does not hold a loadable diffusers UNet2DModel: {err}") from err
     problems = {k: v for k, v in info.items() if v}
     if problems:  # strict: diffusers would otherwise leave these weights newly initialised
-        detail = "; ".join(f"{k.replace('_', ' ')}: {', '.join(map(str, v[:5]))}"
-                           f"{f' (+{len(v) - 5} more)' if len(v) > 5 else ''}" for k, v in problems.items())
+        detail = "; ".join(
+            f"{k.replace('_', ' ')}: {', '.join(map(str, v[:5]))}{f' (+{len(v) - 5} more)' if len(v) > 5 else ''}"
+            for k, v in problems.items()
+        )
         raise ValueError(f"{directory}: the weights do not match the UNet config ({detail})")
     sched_dir = directory / "scheduler"
     if (sched_dir / "scheduler_config.json").is_file():
         cfg = DDPMScheduler.from_pretrained(str(sched_dir), local_files_only=True).config
         if cfg.beta_schedule != "linear":
-            raise ValueError(
-                f"{sched_dir}: only the linear beta schedule is supported, got {cfg.beta_schedule}"
-            )
+            raise ValueError(f"{sched_dir}: only the linear beta schedule is supported, got {cfg.beta_schedule}")
         abar = linear_alphas_cumprod(cfg.num_train_timesteps, cfg.beta_start, cfg.beta_end)
     else:
         abar = linear_alphas_cumprod()

@@ -31,10 +31,14 @@ def timm_config_from_hf(config: dict) -> dict:
         raise ValueError("HF ViT with qkv_bias false is not supported")
     labels = config.get("id2label") or {}
     return dict(
-        img_size=config.get("image_size", 224), patch_size=config.get("patch_size", 16),
-        in_chans=config.get("num_channels", 3), embed_dim=config["hidden_size"],
-        depth=config["num_hidden_layers"], num_heads=config["num_attention_heads"],
-        mlp_ratio=config["intermediate_size"] / config["hidden_size"], qkv_bias=True,
+        img_size=config.get("image_size", 224),
+        patch_size=config.get("patch_size", 16),
+        in_chans=config.get("num_channels", 3),
+        embed_dim=config["hidden_size"],
+        depth=config["num_hidden_layers"],
+        num_heads=config["num_attention_heads"],
+        mlp_ratio=config["intermediate_size"] / config["hidden_size"],
+        qkv_bias=True,
         num_classes=len(labels) if labels else config.get("num_labels", 2),
         norm_layer=partial(nn.LayerNorm, eps=config.get("layer_norm_eps", 1e-12)),
     )
@@ -52,8 +56,13 @@ def timm_state_from_hf(state: dict[str, torch.Tensor], depth: int) -> dict[str, 
         att = h + "attention.attention."
         for kind in ("weight", "bias"):
             out[t + f"attn.qkv.{kind}"] = torch.cat([state[att + f"{n}.{kind}"] for n in ("query", "key", "value")])
-            for src, dst in (("attention.output.dense", "attn.proj"), ("intermediate.dense", "mlp.fc1"),
-                             ("output.dense", "mlp.fc2"), ("layernorm_before", "norm1"), ("layernorm_after", "norm2")):
+            for src, dst in (
+                ("attention.output.dense", "attn.proj"),
+                ("intermediate.dense", "mlp.fc1"),
+                ("output.dense", "mlp.fc2"),
+                ("layernorm_before", "norm1"),
+                ("layernorm_after", "norm2"),
+            ):
                 out[t + f"{dst}.{kind}"] = state[h + f"{src}.{kind}"]
     for kind in ("weight", "bias"):
         out[f"norm.{kind}"] = state[f"vit.layernorm.{kind}"]
@@ -76,8 +85,9 @@ def load_hf_vit(directory: str | Path, name: str = "hf-vit") -> ViTClassifier:
     try:
         vit.load_state_dict(timm_state_from_hf(load_file(str(weights)), len(vit.blocks)))
     except (KeyError, RuntimeError) as err:
-        raise ValueError(f"{weights} does not hold ViTForImageClassification weights matching {config_path}: "
-                         f"{err}") from err
+        raise ValueError(
+            f"{weights} does not hold ViTForImageClassification weights matching {config_path}: {err}"
+        ) from err
     pre = directory / "preprocessor_config.json"
     norm = json.loads(pre.read_text()) if pre.is_file() else {}
     return ViTClassifier(vit, norm.get("image_mean", (0.5,) * 3), norm.get("image_std", (0.5,) * 3), name=name)

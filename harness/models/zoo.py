@@ -51,8 +51,10 @@ def timm_classifier(vit, name: str) -> ViTClassifier:
     if getattr(vit, "cls_token", None) is None:
         raise ValueError(f"{name}: the explainers need a class token; this model has none")
     if int(getattr(vit, "num_classes", 0)) < 1:
-        raise ValueError(f"{name}: no classification head (num_classes 0, e.g. a DINO backbone): fit a linear head "
-                         "and save the whole model, or pass num_classes")
+        raise ValueError(
+            f"{name}: no classification head (num_classes 0, e.g. a DINO backbone): fit a linear head "
+            "and save the whole model, or pass num_classes"
+        )
     cfg = getattr(vit, "pretrained_cfg", None) or {}
     return ViTClassifier(vit, cfg.get("mean", (0.5,) * 3), cfg.get("std", (0.5,) * 3), name=name)
 
@@ -62,8 +64,9 @@ def load_timm_vit(timm_name: str, weights: str | Path | None) -> ViTClassifier:
     if weights is None or not Path(weights).is_file():
         raise FileNotFoundError(f"timm:{timm_name}: pass --weights PATH to a local weights file (got {weights})")
     try:
-        vit = timm.create_model(timm_name, pretrained=True,
-                                pretrained_cfg_overlay=dict(file=str(weights), custom_load=False))
+        vit = timm.create_model(
+            timm_name, pretrained=True, pretrained_cfg_overlay=dict(file=str(weights), custom_load=False)
+        )
     except Exception as err:  # timm raises a variety of errors for a wrong name or file
         raise ValueError(f"{weights} could not be loaded as timm model {timm_name}: {err}") from err
     return timm_classifier(vit, f"timm:{timm_name}")
@@ -119,8 +122,11 @@ def load_classifier(name: str, weights: str | Path | None = None) -> ViTClassifi
     except Exception as err:  # pickle/zip/safetensors errors come in many types
         raise ValueError(f"{path} could not be read as a {timm_name} checkpoint: {err}") from err
     if depth is not None and depth != PAPER_DEPTH:  # e.g. the reduced-depth stand-ins of the tests
-        warnings.warn(f"{path} holds a {depth}-block ViT, not the published {PAPER_DEPTH} blocks: building "
-                      f"{timm_name} with depth={depth}", stacklevel=2)
+        warnings.warn(
+            f"{path} holds a {depth}-block ViT, not the published {PAPER_DEPTH} blocks: building "
+            f"{timm_name} with depth={depth}",
+            stacklevel=2,
+        )
         arch["depth"] = depth
     try:
         vit = timm.create_model(

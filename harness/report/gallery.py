@@ -61,8 +61,9 @@ class MapCollector:
         self.item_ids, self.method, self.radius_255 = list(item_ids), method, float(radius_255)
         self.maps: dict[tuple[str, str, float], tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def __call__(self, items, method: str, dds: str, radius_255: float, inputs: torch.Tensor,
-                 maps: torch.Tensor) -> None:
+    def __call__(
+        self, items, method: str, dds: str, radius_255: float, inputs: torch.Tensor, maps: torch.Tensor
+    ) -> None:
         if method != self.method or float(radius_255) not in (0.0, self.radius_255):
             return
         for k, item in enumerate(items):
@@ -71,8 +72,9 @@ class MapCollector:
 
     def complete(self, variants: Sequence[str]) -> bool:
         """True when every (item, setting, clean/attacked) map of the gallery was collected."""
-        return all((i, d, r) in self.maps for i in self.item_ids for d in (NO_DDS, *variants)
-                   for r in (0.0, self.radius_255))
+        return all(
+            (i, d, r) in self.maps for i in self.item_ids for d in (NO_DDS, *variants) for r in (0.0, self.radius_255)
+        )
 
 
 def from_collector(collector: MapCollector, dataset_items, variants: Sequence[str], rows) -> list[GalleryImage]:
@@ -82,8 +84,12 @@ def from_collector(collector: MapCollector, dataset_items, variants: Sequence[st
         cells = {}
         for dds in (NO_DDS, *variants):
             for radius, kind in ((0.0, "clean"), (collector.radius_255, "attacked")):
-                row = rows[(rows["item_id"] == item.item_id) & (rows["method"] == collector.method)
-                           & (rows["dds"] == dds) & (rows["radius_255"] == radius)].iloc[0]
+                row = rows[
+                    (rows["item_id"] == item.item_id)
+                    & (rows["method"] == collector.method)
+                    & (rows["dds"] == dds)
+                    & (rows["radius_255"] == radius)
+                ].iloc[0]
                 overlap = None if kind == "clean" else float(row["topk_overlap"])
                 smoothed = row.get("smoothed_pred")
                 pred = int(row["pred"]) if dds == NO_DDS or smoothed is None or pd.isna(smoothed) else int(smoothed)
@@ -94,8 +100,13 @@ def from_collector(collector: MapCollector, dataset_items, variants: Sequence[st
 
 
 def compute_gallery(
-    model: ViTClassifier, dataset_items, explainers: dict[str, Callable], radius_255: float, topk: float,
-    attack_steps: int = 10, seed: int = 0,
+    model: ViTClassifier,
+    dataset_items,
+    explainers: dict[str, Callable],
+    radius_255: float,
+    topk: float,
+    attack_steps: int = 10,
+    seed: int = 0,
 ) -> list[GalleryImage]:
     """Gallery rows computed for `dataset_items` alone: PGD at `radius_255`/255 on the prediction,
     each explainer ({dds: explainer}, "none" = plain) on the clean and the attacked images; a DDS map is
@@ -118,8 +129,10 @@ def compute_gallery(
         cells[(dds, "attacked")] = (*shown["attacked"], topk_overlap(shown["clean"][0], shown["attacked"][0], topk))
     out = []
     for k, item in enumerate(dataset_items):
-        row = {key: GalleryCell(maps[k].detach(), int(pred[k]), None if ov is None else float(ov[k]))
-               for key, (maps, pred, ov) in cells.items()}
+        row = {
+            key: GalleryCell(maps[k].detach(), int(pred[k]), None if ov is None else float(ov[k]))
+            for key, (maps, pred, ov) in cells.items()
+        }
         out.append(GalleryImage(item.item_id, item.image, adv[k], item.mask, int(item.label), row))
     return out
 
@@ -134,22 +147,32 @@ def _name(cls: int, class_names: Sequence[str] | None) -> str:
 
 
 def render_gallery(
-    images: Sequence[GalleryImage], method: str, variants: Sequence[str], radius_255: float, topk: float,
-    path: Path, class_names: Sequence[str] | None = None, source: str = "",
+    images: Sequence[GalleryImage],
+    method: str,
+    variants: Sequence[str],
+    radius_255: float,
+    topk: float,
+    path: Path,
+    class_names: Sequence[str] | None = None,
+    source: str = "",
 ) -> Path:
     """Rows = images; columns = clean image, attacked image, mask, then per setting (plain, each DDS
     variant) the clean and the attacked map, with the prediction and top-k overlap written under each."""
     settings = [NO_DDS, *variants]
     columns = 3 + 2 * len(settings)
-    fig, axes = plt.subplots(len(images), columns, figsize=(1.75 * columns, 2.05 * len(images) + 0.9),
-                             squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        len(images), columns, figsize=(1.75 * columns, 2.05 * len(images) + 0.9), squeeze=False, layout="constrained"
+    )
     headers = ["clean image", f"PGD {radius_255:g}/255", "object mask"]
     for dds in settings:
         name = "plain" if dds == NO_DDS else f"DDS {dds}"
         headers += [f"{name}\nclean map", f"{name}\nattacked map"]
     for r, img in enumerate(images):
-        panels = [(img.clean, None, f"label {_name(img.label, class_names)}"), (img.attacked, None, ""),
-                  (img.mask.float(), "gray", "")]
+        panels = [
+            (img.clean, None, f"label {_name(img.label, class_names)}"),
+            (img.attacked, None, ""),
+            (img.mask.float(), "gray", ""),
+        ]
         for dds in settings:
             for kind in ("clean", "attacked"):
                 cell = img.cells[(dds, kind)]
@@ -169,11 +192,13 @@ def render_gallery(
             ax.set_xlabel(text, fontsize=7.5)
             if r == 0:
                 ax.set_title(headers[c], fontsize=8)
-    title = (f"Map gallery: {method}, plain and with each DDS variant, on the clean image and under PGD "
-             f"{radius_255:g}/255 (L-inf, [0,1] pixel units x 255). pred = the class the classifier predicts on "
-             f"that input (smoothed pred: the majority vote over the DDS variant's purified samples); "
-             f"{_topk_text(topk)} overlap = FViT's overlap of the attacked map's top pixels with the clean map's. "
-             f"{source}")
+    title = (
+        f"Map gallery: {method}, plain and with each DDS variant, on the clean image and under PGD "
+        f"{radius_255:g}/255 (L-inf, [0,1] pixel units x 255). pred = the class the classifier predicts on "
+        f"that input (smoothed pred: the majority vote over the DDS variant's purified samples); "
+        f"{_topk_text(topk)} overlap = FViT's overlap of the attacked map's top pixels with the clean map's. "
+        f"{source}"
+    )
     fig.suptitle("\n".join(textwrap.wrap(title, int(16 * columns))), fontsize=9)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100, bbox_inches="tight", pad_inches=0.15)

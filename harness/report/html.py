@@ -56,15 +56,19 @@ def verdict_summary(verdicts: pd.DataFrame) -> pd.DataFrame | None:
     rel = verdicts[~verdicts["group"].isin(["anchor", "reported", "effect"]) & verdicts["control"].fillna("").eq("")]
     if rel.empty:
         return None
-    grid = rel.pivot_table(index=["world", "group", "form", "metric"], columns="method", values="outcome",
-                           aggfunc="first")
+    grid = rel.pivot_table(
+        index=["world", "group", "form", "metric"], columns="method", values="outcome", aggfunc="first"
+    )
     grid.columns.name = None
     return grid.reset_index().rename(columns={"group": "claim"})
 
 
 def _frame_html(frame: pd.DataFrame, cls: str) -> str:
-    return "<div class='wide'>" + frame.to_html(index=False, float_format=lambda v: f"{v:.3f}", classes=cls,
-                                                  na_rep="", border=0) + "</div>"
+    return (
+        "<div class='wide'>"
+        + frame.to_html(index=False, float_format=lambda v: f"{v:.3f}", classes=cls, na_rep="", border=0)
+        + "</div>"
+    )
 
 
 def _conv_link(name: str) -> str:
@@ -75,8 +79,10 @@ def build_report(out_dir: Path, report: Report) -> tuple[Path, Path]:
     """Write report.html and report.md in `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     esc = html.escape
-    h = [f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(report.title)}</title>",
-         f"<style>{_CSS}</style></head><body><h1>{esc(report.title)}</h1>"]
+    h = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(report.title)}</title>",
+        f"<style>{_CSS}</style></head><body><h1>{esc(report.title)}</h1>",
+    ]
     md = [f"# {report.title}", ""]
 
     # Summary: what ran, what it found, where the files are.
@@ -117,8 +123,14 @@ def build_report(out_dir: Path, report: Report) -> tuple[Path, Path]:
 
     for name, (heading, frame) in report.tables.items():
         h += [f"<h2 id='{name}'>{esc(heading)}</h2>", _conv_link(name), _frame_html(frame, f"table-{name}")]
-        md += [f"## {heading}", "", f"Units and conventions: see [Conventions: {name}](#conventions-{name}).", "",
-               markdown_table(frame, floatfmt=".3f"), ""]
+        md += [
+            f"## {heading}",
+            "",
+            f"Units and conventions: see [Conventions: {name}](#conventions-{name}).",
+            "",
+            markdown_table(frame, floatfmt=".3f"),
+            "",
+        ]
 
     if report.figures:
         h.append("<h2 id='figures'>Figures</h2>")
@@ -130,8 +142,10 @@ def build_report(out_dir: Path, report: Report) -> tuple[Path, Path]:
     if report.gallery is not None:
         caption, path = report.gallery
         rel = os.path.relpath(path, out_dir)
-        h.append(f"<h2 id='gallery'>Map gallery</h2><p class='note'>{esc(caption)}</p>"
-                 f"<figure><img src='{esc(rel)}' alt='map gallery'></figure>")
+        h.append(
+            f"<h2 id='gallery'>Map gallery</h2><p class='note'>{esc(caption)}</p>"
+            f"<figure><img src='{esc(rel)}' alt='map gallery'></figure>"
+        )
         md += ["## Map gallery", "", caption, "", f"![map gallery]({rel})", ""]
     if report.cost is not None:
         frame, notes = report.cost
@@ -149,13 +163,15 @@ def build_report(out_dir: Path, report: Report) -> tuple[Path, Path]:
         md += [f"### Conventions: {heading}", "", *[f"- {line}" for line in lines], ""]
 
     # Lets a headless browser (and the tests) see how many figures decoded and whether any is cut by the page.
-    h.append("<script>window.addEventListener('load', () => { const imgs = [...document.images]; "
-             "const width = document.documentElement.clientWidth; const b = document.body.dataset; "
-             "b.imagesLoaded = imgs.filter(i => i.complete && i.naturalWidth > 0).length; "
-             "b.imagesTotal = imgs.length; "
-             "b.imagesOverflowing = imgs.filter(i => i.getBoundingClientRect().right > width + 1).length; "
-             "b.imagesMinWidth = Math.min(...imgs.map(i => Math.round(i.getBoundingClientRect().width))); });"
-             "</script>")
+    h.append(
+        "<script>window.addEventListener('load', () => { const imgs = [...document.images]; "
+        "const width = document.documentElement.clientWidth; const b = document.body.dataset; "
+        "b.imagesLoaded = imgs.filter(i => i.complete && i.naturalWidth > 0).length; "
+        "b.imagesTotal = imgs.length; "
+        "b.imagesOverflowing = imgs.filter(i => i.getBoundingClientRect().right > width + 1).length; "
+        "b.imagesMinWidth = Math.min(...imgs.map(i => Math.round(i.getBoundingClientRect().width))); });"
+        "</script>"
+    )
     h.append("</body></html>")
     html_path, md_path = out_dir / "report.html", out_dir / "report.md"
     html_path.write_text("\n".join(h))

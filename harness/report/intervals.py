@@ -87,8 +87,9 @@ def cell_intervals(
     return pd.DataFrame(out)
 
 
-def delta(rows: pd.DataFrame, metric: str, method: str, variant: str, radius_255: float,
-          seed: int = 0) -> tuple[float, float, float, int]:
+def delta(
+    rows: pd.DataFrame, metric: str, method: str, variant: str, radius_255: float, seed: int = 0
+) -> tuple[float, float, float, int]:
     """(delta, lo, hi, n images) of `metric` with DDS `variant` minus without, paired over the same images."""
     sel = rows[(rows["method"] == method) & (rows["radius_255"] == radius_255)]
     a, b = sel[sel["dds"] == variant], sel[sel["dds"] == NO_DDS]
@@ -97,8 +98,9 @@ def delta(rows: pd.DataFrame, metric: str, method: str, variant: str, radius_255
     return paired_difference(a, b, metric, seed=seed)
 
 
-def paired_difference(a: pd.DataFrame, b: pd.DataFrame, metric: str, explained: str = "pred",
-                      seed: int = 0) -> tuple[float, float, float, int]:
+def paired_difference(
+    a: pd.DataFrame, b: pd.DataFrame, metric: str, explained: str = "pred", seed: int = 0
+) -> tuple[float, float, float, int]:
     """(metric of rows `a` minus of rows `b`, its 95% interval, n images): both scored as the tables score
     them, the interval from resampling the same images for both (paired). `a` and `b` must cover the same
     images (`item_id`)."""

@@ -54,8 +54,9 @@ def metric_vs_radius(
     methods = sorted(table["method"].unique())
     cols = min(4, len(methods))
     rows = (len(methods) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(WIDTH_IN, 2.9 * rows + 0.8), squeeze=False, sharey=True,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(WIDTH_IN, 2.9 * rows + 0.8), squeeze=False, sharey=True, layout="constrained"
+    )
     spec = get_metric(metric)
     if intervals is not None and not intervals.empty:
         table = table.merge(intervals, on=["method", "dds", "radius_255"], how="left")
@@ -67,12 +68,18 @@ def metric_vs_radius(
             style = {"color": "black"} if dds == "none" else {}
             (drawn,) = ax.plot(line["radius_255"], line[metric], marker="o", ms=3.5, label=label, **style)
             if f"{metric}_lo" in line:
-                ax.fill_between(line["radius_255"], line[f"{metric}_lo"], line[f"{metric}_hi"],
-                                color=drawn.get_color(), alpha=0.2, linewidth=0)
+                ax.fill_between(
+                    line["radius_255"],
+                    line[f"{metric}_lo"],
+                    line[f"{metric}_hi"],
+                    color=drawn.get_color(),
+                    alpha=0.2,
+                    linewidth=0,
+                )
         ax.set_title(method, fontsize=10)
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=8)
-    for ax in axes.flat[len(methods):]:
+    for ax in axes.flat[len(methods) :]:
         ax.axis("off")
     for ax in axes[-1]:
         ax.set_xlabel("PGD radius (1/255, [0,1] pixel units x 255)", fontsize=8)

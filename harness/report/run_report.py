@@ -68,8 +68,12 @@ FILES = {
 def code_commit() -> str:
     """The git commit of the code that wrote the report ('unknown' outside a git checkout)."""
     try:
-        out = subprocess.run(["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
@@ -94,8 +98,9 @@ def _better(metric: str, lo: float, hi: float) -> str:
     return "within noise"
 
 
-def headline(cfg: ExperimentConfig, rows: pd.DataFrame, tables: dict[str, pd.DataFrame]
-             ) -> tuple[list[str], pd.DataFrame | None]:
+def headline(
+    cfg: ExperimentConfig, rows: pd.DataFrame, tables: dict[str, pd.DataFrame]
+) -> tuple[list[str], pd.DataFrame | None]:
     """One sentence per (table, DDS variant) and a method x metric table of DDS minus plain [95% interval]."""
     radius = headline_radius(cfg)
     variants = [d.variant for d in cfg.dds]
@@ -123,12 +128,18 @@ def headline(cfg: ExperimentConfig, rows: pd.DataFrame, tables: dict[str, pd.Dat
             parts = []
             for metric in metrics:
                 verdicts = frame[f"_{metric}"]
-                counts = [f"{kind} for {(verdicts == kind).sum()}"
-                          + ("" if kind == "better" else f" ({', '.join(frame.loc[verdicts == kind, 'method'])})")
-                          for kind in ("better", "worse", "within noise") if (verdicts == kind).any()]
+                counts = [
+                    f"{kind} for {(verdicts == kind).sum()}"
+                    + ("" if kind == "better" else f" ({', '.join(frame.loc[verdicts == kind, 'method'])})")
+                    for kind in ("better", "worse", "within noise")
+                    if (verdicts == kind).any()
+                ]
                 parts.append(f"{metric} {', '.join(counts)}")
-            lines.append(f"{HEADINGS[name]}, DDS {variant} vs plain at PGD {radius:g}/255, {len(frame)} methods: "
-                         + "; ".join(parts) + ".")
+            lines.append(
+                f"{HEADINGS[name]}, DDS {variant} vs plain at PGD {radius:g}/255, {len(frame)} methods: "
+                + "; ".join(parts)
+                + "."
+            )
     table = pd.DataFrame(grid)
     table = table[[c for c in table.columns if not c.startswith("_")]]
     return lines, table
@@ -168,8 +179,12 @@ def baseline_margins(name: str, rows: pd.DataFrame, table: pd.DataFrame) -> pd.D
                 entry[column], entry[f"_{metric}"] = "n/a", "n/a"
                 continue
             best = known.loc[(known[metric] * sign).idxmax(), "method"]
-            d, lo, hi, _ = ci.paired_difference(sel[sel["method"] == row["method"]], sel[sel["method"] == best],
-                                                metric, explained=row.get("explained", "pred"))
+            d, lo, hi, _ = ci.paired_difference(
+                sel[sel["method"] == row["method"]],
+                sel[sel["method"] == best],
+                metric,
+                explained=row.get("explained", "pred"),
+            )
             d, (lo, hi) = sign * d, sorted((sign * lo, sign * hi))
             entry[column] = f"{d:+.3g} [{lo:+.3g}, {hi:+.3g}] vs {best}"
             entry[f"_{metric}"] = "above" if lo > 0 else "below" if hi < 0 else "within noise"
@@ -191,9 +206,12 @@ def baseline_lines(margins: dict[str, pd.DataFrame], radius: float) -> list[str]
         label = sel["method"] + "/" + sel["dds"]
         for metric in [c[1:] for c in sel.columns if c.startswith("_")]:
             verdicts = sel[f"_{metric}"]
-            counts = [f"{kind} for {(verdicts == kind).sum()}"
-                      + ("" if kind == "above" else f" ({', '.join(label[verdicts == kind])})")
-                      for kind in ("above", "below", "within noise", "n/a") if (verdicts == kind).any()]
+            counts = [
+                f"{kind} for {(verdicts == kind).sum()}"
+                + ("" if kind == "above" else f" ({', '.join(label[verdicts == kind])})")
+                for kind in ("above", "below", "within noise", "n/a")
+                if (verdicts == kind).any()
+            ]
             parts.append(f"{metric} {', '.join(counts)}")
         if parts:
             where = f"at PGD {radius:g}/255" if radius > 0 else "on clean images"
@@ -237,24 +255,33 @@ def claims_grid(verdicts_csv: Path, cfg: ExperimentConfig) -> tuple[tuple[pd.Dat
         return None, (f"No claim verdicts at {verdicts_csv} (`pytest claims/` writes them); none are shown.")
     verdicts = pd.read_csv(verdicts_csv)
     if "config_hash" not in verdicts:
-        return None, (f"Not shown: the verdicts in {verdicts_csv} do not name the run they come from (no "
-                      "config_hash column), so they cannot be matched with this run's settings.")
+        return None, (
+            f"Not shown: the verdicts in {verdicts_csv} do not name the run they come from (no "
+            "config_hash column), so they cannot be matched with this run's settings."
+        )
     mine = verdicts[verdicts["config_hash"].astype(str) == cfg.config_hash()]
     grid = verdict_summary(mine) if not mine.empty else None
     if grid is None:
         hashes = ", ".join(sorted(verdicts["config_hash"].dropna().astype(str).unique()))
-        return None, (f"Not shown: the verdicts in {verdicts_csv} come from runs with other settings (config "
-                      f"hash {hashes}; this run {cfg.config_hash()}).")
+        return None, (
+            f"Not shown: the verdicts in {verdicts_csv} come from runs with other settings (config "
+            f"hash {hashes}; this run {cfg.config_hash()})."
+        )
     where = [f"config hash {cfg.config_hash()}"]
     for col, label in (("n_images", "images"), ("commit", "commit"), ("date", "date")):
         if col in mine:
             where.append(f"{label} {', '.join(sorted(mine[col].dropna().astype(str).unique()))}")
-    return (grid, f"Verdicts of the claims suite ({verdicts_csv}), from a run with this run's settings: "
-                  + "; ".join(where) + "."), ""
+    return (
+        grid,
+        f"Verdicts of the claims suite ({verdicts_csv}), from a run with this run's settings: "
+        + "; ".join(where)
+        + ".",
+    ), ""
 
 
-def _claims(cfg: ExperimentConfig, out_dir: Path, rows: pd.DataFrame, claims_dir: Path
-            ) -> tuple[tuple[pd.DataFrame, str] | None, str]:
+def _claims(
+    cfg: ExperimentConfig, out_dir: Path, rows: pd.DataFrame, claims_dir: Path
+) -> tuple[tuple[pd.DataFrame, str] | None, str]:
     """The grid of the claims this run measures, judged on its own rows (written to verdicts.csv/.md), and a
     note on the claims suite's verdicts; the suite's grid stands in when the run measures no claim itself."""
     from harness.report.run_verdicts import STEM, run_summary, write_run_verdicts
@@ -265,10 +292,13 @@ def _claims(cfg: ExperimentConfig, out_dir: Path, rows: pd.DataFrame, claims_dir
     if own is None:
         return suite, " ".join(t for t in (run_summary(cfg, out_dir)[0], suite_note) if t)
     grid = verdict_summary(own)
-    source = (run_summary(cfg, out_dir)[0] + f" Each verdict with its interval and reason: {STEM}.md. Controls "
-              "and effect claims are listed there, not in the grid.")
-    note = suite_note or (f"The claims suite's verdicts for these settings: {claims_dir / 'verdicts.md'} "
-                          f"({suite[1]})" if suite else "")
+    source = (
+        run_summary(cfg, out_dir)[0] + f" Each verdict with its interval and reason: {STEM}.md. Controls "
+        "and effect claims are listed there, not in the grid."
+    )
+    note = suite_note or (
+        f"The claims suite's verdicts for these settings: {claims_dir / 'verdicts.md'} ({suite[1]})" if suite else ""
+    )
     return (grid, source) if grid is not None else None, note
 
 
@@ -296,8 +326,9 @@ def gallery_method(cfg: ExperimentConfig) -> str:
     return GALLERY_METHOD if GALLERY_METHOD in methods else methods[0]
 
 
-def write_gallery(cfg: ExperimentConfig, out_dir: Path, n: int, rows: pd.DataFrame,
-                  collector: MapCollector | None = None) -> tuple[str, Path] | None:
+def write_gallery(
+    cfg: ExperimentConfig, out_dir: Path, n: int, rows: pd.DataFrame, collector: MapCollector | None = None
+) -> tuple[str, Path] | None:
     """The gallery's PNG for the first `n` images at PGD 8/255 (None when n is 0): the run's own maps when
     `collector` holds all of them, else computed for those images alone."""
     if n <= 0:
@@ -311,11 +342,21 @@ def write_gallery(cfg: ExperimentConfig, out_dir: Path, n: int, rows: pd.DataFra
     else:
         images, source = _recompute(cfg, items, method), "maps computed for these images alone (not stored by the run)"
     names = CLASS_NAMES if cfg.dataset == "embedded" else None
-    path = render_gallery(images, method, variants, RADIUS_255, cfg.topk, out_dir / "figures" / "gallery.png",
-                          names, source=f"first {len(images)} images of the run; {source}")
-    caption = (f"The first {len(images)} images: clean and PGD {RADIUS_255:g}/255 input, mask, and {method}'s map "
-               f"without and with each DDS variant ({', '.join(variants) or 'none in this run'}), clean and "
-               f"attacked; {source}.")
+    path = render_gallery(
+        images,
+        method,
+        variants,
+        RADIUS_255,
+        cfg.topk,
+        out_dir / "figures" / "gallery.png",
+        names,
+        source=f"first {len(images)} images of the run; {source}",
+    )
+    caption = (
+        f"The first {len(images)} images: clean and PGD {RADIUS_255:g}/255 input, mask, and {method}'s map "
+        f"without and with each DDS variant ({', '.join(variants) or 'none in this run'}), clean and "
+        f"attacked; {source}."
+    )
     return caption, path
 
 
@@ -329,39 +370,65 @@ def _recompute(cfg: ExperimentConfig, items: list, method: str):
     explainers = {NO_DDS: get_explainer(method)}
     denoiser = load_denoiser_for(cfg)
     for spec in cfg.dds:
-        explainers[spec.variant] = smooth(get_explainer(method), denoiser, spec.variant, sigma=spec.sigma,
-                                          samples=spec.samples, fusion=spec.fusion, seed=cfg.seed,
-                                          sample_target=spec.sample_target)
+        explainers[spec.variant] = smooth(
+            get_explainer(method),
+            denoiser,
+            spec.variant,
+            sigma=spec.sigma,
+            samples=spec.samples,
+            fusion=spec.fusion,
+            seed=cfg.seed,
+            sample_target=spec.sample_target,
+        )
     return compute_gallery(model, items, explainers, RADIUS_255, cfg.topk, cfg.attack_steps, cfg.seed)
 
 
 def write_run_report(
-    cfg: ExperimentConfig, out_dir: Path, rows: pd.DataFrame, claims_dir: Path, cost_dir: Path,
-    gallery: int = 4, collector: MapCollector | None = None,
+    cfg: ExperimentConfig,
+    out_dir: Path,
+    rows: pd.DataFrame,
+    claims_dir: Path,
+    cost_dir: Path,
+    gallery: int = 4,
+    collector: MapCollector | None = None,
 ) -> Path:
     """report.html/.md of a run folder; returns the HTML path."""
     from harness.runner.main import _sigma_text, attack_text
 
     frames = {name: pd.read_csv(out_dir / f"{name}.csv") for name in HEADINGS if (out_dir / f"{name}.csv").is_file()}
     cells = {name: _intervals(name, rows, frame) for name, frame in frames.items()}
-    plot_cells = {name: c[c["explained"] == "pred"].drop(columns="explained") if "explained" in c else c
-                  for name, c in cells.items()}
+    plot_cells = {
+        name: c[c["explained"] == "pred"].drop(columns="explained") if "explained" in c else c
+        for name, c in cells.items()
+    }
     figures = plot_tables(frames, out_dir / "figures", plot_cells)
     lines, grid = headline(cfg, rows, frames)
-    world = "embedded world (synthetic shapes; an analogue, not the papers' data)" if cfg.dataset == "embedded" \
+    world = (
+        "embedded world (synthetic shapes; an analogue, not the papers' data)"
+        if cfg.dataset == "embedded"
         else cfg.dataset
-    dds = "; ".join(f"{d.variant} (sigma {_sigma_text(d)}, samples {d.samples or 'the variant default'})"
-                    for d in cfg.dds) or "none"
+    )
+    dds = (
+        "; ".join(
+            f"{d.variant} (sigma {_sigma_text(d)}, samples {d.samples or 'the variant default'})" for d in cfg.dds
+        )
+        or "none"
+    )
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     run = [
-        ("Run", f"{cfg.name}: config hash {cfg.config_hash()}, seed {cfg.seed}; report written {now} by code at "
-                f"commit {code_commit()}"),
+        (
+            "Run",
+            f"{cfg.name}: config hash {cfg.config_hash()}, seed {cfg.seed}; report written {now} by code at "
+            f"commit {code_commit()}",
+        ),
         ("Model", cfg.model + (f" ({cfg.weights})" if cfg.weights else "")),
         ("Data", f"{world}: {rows['item_id'].nunique()} images"),
         ("Methods", _methods_text(rows)),
         ("DDS variants", dds),
-        ("Attack radii", ", ".join(f"{float(r):g}/255" for r in cfg.radii_255)
-         + " (L-inf, [0,1] pixel units x 255; 0 = clean)"),
+        (
+            "Attack radii",
+            ", ".join(f"{float(r):g}/255" for r in cfg.radii_255) + " (L-inf, [0,1] pixel units x 255; 0 = clean)",
+        ),
         ("Attack", attack_text(cfg)),
         ("Tasks", ", ".join(cfg.tasks)),
     ]
@@ -378,7 +445,8 @@ def write_run_report(
             tables[f"{name}_vs_baselines"] = (f"{HEADINGS[name]}: margin over the best baseline map", shown)
             conventions[f"{name}_vs_baselines"] = (
                 "Each method's margin over the best baseline map of its cell, positive = better, in the metric's "
-                "unit [paired 95% interval]; see Conventions: Every table.",)
+                "unit [paired 95% interval]; see Conventions: Every table.",
+            )
     claims, claims_note = _claims(cfg, out_dir, rows, claims_dir)
     radius = headline_radius(cfg)
     report = Report(
@@ -386,8 +454,12 @@ def write_run_report(
         run=run,
         headline=lines,
         headline_table=grid,
-        headline_note=(f"Headline table: DDS minus plain at PGD {radius:g}/255 per method, with its paired 95% "
-                       "interval over images, in each metric's unit." if radius is not None else ""),
+        headline_note=(
+            f"Headline table: DDS minus plain at PGD {radius:g}/255 per method, with its paired 95% "
+            "interval over images, in each metric's unit."
+            if radius is not None
+            else ""
+        ),
         files=[(p, what) for p, what in FILES.items() if (out_dir / p).exists()],
         tables=tables,
         conventions=conventions,
@@ -399,4 +471,3 @@ def write_run_report(
     )
     html_path, _ = build_report(out_dir, report)
     return html_path
-

@@ -40,8 +40,9 @@ def run_attack(cfg: ExperimentConfig) -> str | None:
     return None
 
 
-def measured_claims(cfg: ExperimentConfig, rows: pd.DataFrame, tables: dict[str, pd.DataFrame],
-                    claims: list[Claim] | None = None) -> list[Claim]:
+def measured_claims(
+    cfg: ExperimentConfig, rows: pd.DataFrame, tables: dict[str, pd.DataFrame], claims: list[Claim] | None = None
+) -> list[Claim]:
     """The relation claims (controls included, cost claims excluded) whose setting the run has."""
     world = "embedded" if cfg.dataset == "embedded" else "paper"
     attack = run_attack(cfg)
@@ -53,19 +54,27 @@ def measured_claims(cfg: ExperimentConfig, rows: pd.DataFrame, tables: dict[str,
             continue
         if world == "paper" and (c.model != cfg.model or DATASET_OF.get(c.dataset, c.dataset) != cfg.dataset):
             continue
-        needed = {(c.method, d, r) for d in (c.dds, "none") for r in ({c.radius_255, 0.0} if c.robustness
-                                                                        else {c.radius_255})}
+        needed = {
+            (c.method, d, r) for d in (c.dds, "none") for r in ({c.radius_255, 0.0} if c.robustness else {c.radius_255})
+        }
         if c.metric in metrics and needed <= settings:
             found.append(c)
     return found
 
 
-def judge_run(cfg: ExperimentConfig, rows: pd.DataFrame, tables: dict[str, pd.DataFrame],
-              claims: list[Claim] | None = None, resamples: int = 2000) -> pd.DataFrame | None:
+def judge_run(
+    cfg: ExperimentConfig,
+    rows: pd.DataFrame,
+    tables: dict[str, pd.DataFrame],
+    claims: list[Claim] | None = None,
+    resamples: int = 2000,
+) -> pd.DataFrame | None:
     """The verdict table of the claims this run measures (None when it measures none)."""
     run = {"name": cfg.name, "config_hash": cfg.config_hash(), "n_images": int(rows["item_id"].nunique())}
-    judged = [verdict_row(evaluate(c, {**tables, "rows": rows}, resamples), "judged", run=run)
-              for c in measured_claims(cfg, rows, tables, claims)]
+    judged = [
+        verdict_row(evaluate(c, {**tables, "rows": rows}, resamples), "judged", run=run)
+        for c in measured_claims(cfg, rows, tables, claims)
+    ]
     return verdict_table(judged) if judged else None
 
 
@@ -73,30 +82,39 @@ def _context(cfg: ExperimentConfig, table: pd.DataFrame) -> list[str]:
     from harness.runner.main import _sigma_text
 
     header, control_lines = outcome_counts(table)
-    dds = "; ".join(f"{d.variant}: sigma {_sigma_text(d)}, samples {d.samples or 'the variant default'}"
-                    for d in cfg.dds)
-    return [f"Claims this run measures, judged on its own {int(table['n_images'].max())} images (run `{cfg.name}`, "
-            f"config hash {cfg.config_hash()}; DDS {dds or 'none'}; 95% paired bootstrap): {header}.",
-            *control_lines]
+    dds = "; ".join(
+        f"{d.variant}: sigma {_sigma_text(d)}, samples {d.samples or 'the variant default'}" for d in cfg.dds
+    )
+    return [
+        f"Claims this run measures, judged on its own {int(table['n_images'].max())} images (run `{cfg.name}`, "
+        f"config hash {cfg.config_hash()}; DDS {dds or 'none'}; 95% paired bootstrap): {header}.",
+        *control_lines,
+    ]
 
 
 def _none_measured(cfg: ExperimentConfig) -> str:
-    return (f"This run measures none of the claims of claims/claims.yaml: they need the papers' attack (PGD L-inf, "
-            f"10 steps, at 8/255, with radius 0) or the adaptive top-k attack, and a method with and without a DDS "
-            f"variant; this run: attack {cfg.attack}, radii {', '.join(f'{r:g}' for r in cfg.radii_255)}/255, "
-            f"DDS {', '.join(d.variant for d in cfg.dds) or 'none'}.")
+    return (
+        f"This run measures none of the claims of claims/claims.yaml: they need the papers' attack (PGD L-inf, "
+        f"10 steps, at 8/255, with radius 0) or the adaptive top-k attack, and a method with and without a DDS "
+        f"variant; this run: attack {cfg.attack}, radii {', '.join(f'{r:g}' for r in cfg.radii_255)}/255, "
+        f"DDS {', '.join(d.variant for d in cfg.dds) or 'none'}."
+    )
 
 
-def write_run_verdicts(cfg: ExperimentConfig, out_dir: Path, rows: pd.DataFrame,
-                       tables: dict[str, pd.DataFrame]) -> pd.DataFrame | None:
+def write_run_verdicts(
+    cfg: ExperimentConfig, out_dir: Path, rows: pd.DataFrame, tables: dict[str, pd.DataFrame]
+) -> pd.DataFrame | None:
     """Judge the claims the run measures and write verdicts.csv/.md in `out_dir` (removed when it measures none)."""
     table = judge_run(cfg, rows, tables)
     if table is None:
         for suffix in (".md", ".csv"):
             (out_dir / f"{STEM}{suffix}").unlink(missing_ok=True)
         return None
-    context = [*_context(cfg, table), "The claims suite (`pytest claims/`) judges the same claims on its own "
-               "experiment (claims/conftest.py); the two agree only as far as their settings and images do."]
+    context = [
+        *_context(cfg, table),
+        "The claims suite (`pytest claims/`) judges the same claims on its own "
+        "experiment (claims/conftest.py); the two agree only as far as their settings and images do.",
+    ]
     write_table(table, out_dir, STEM, "Claims measured by this run", CONVENTIONS, context)
     return table
 

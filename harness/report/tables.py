@@ -88,7 +88,12 @@ def markdown_table(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
 
 
 def write_table(
-    df: pd.DataFrame, out_dir: Path, stem: str, title: str, conventions: Sequence[str], context: Sequence[str] = (),
+    df: pd.DataFrame,
+    out_dir: Path,
+    stem: str,
+    title: str,
+    conventions: Sequence[str],
+    context: Sequence[str] = (),
     floatfmt: str = ".2f",
 ) -> tuple[Path, Path]:
     """Write `stem`.csv and `stem`.md (title, context lines, table, conventions) to `out_dir`."""

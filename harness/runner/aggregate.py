@@ -100,8 +100,12 @@ def faithfulness_table(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-EXTRA_CURVES = {"insertion": ("insertion_auc", curve_auc), "deletion": ("deletion_auc", curve_auc),
-                "road_morf": ("road_morf_auc", re_auc), "road_lerf": ("road_lerf_auc", re_auc)}
+EXTRA_CURVES = {
+    "insertion": ("insertion_auc", curve_auc),
+    "deletion": ("deletion_auc", curve_auc),
+    "road_morf": ("road_morf_auc", re_auc),
+    "road_lerf": ("road_lerf_auc", re_auc),
+}
 
 
 def extra_metrics_table(rows: pd.DataFrame) -> pd.DataFrame:

@@ -156,8 +156,10 @@ class ExperimentConfig:
 
             bad = sorted(set(self.resolved_methods()) - set(attackable_methods()))
             if bad:
-                raise ValueError(f"the adaptive attack has no differentiable form or surrogate of {bad}; with "
-                                 f"attack: adaptive list methods among {list(attackable_methods())}")
+                raise ValueError(
+                    f"the adaptive attack has no differentiable form or surrogate of {bad}; with "
+                    f"attack: adaptive list methods among {list(attackable_methods())}"
+                )
             if self.adaptive_loss not in LOSSES:
                 raise ValueError(f"unknown adaptive_loss {self.adaptive_loss!r}; choose from {LOSSES}")
         variants = [d.variant for d in self.dds]

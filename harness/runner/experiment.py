@@ -79,8 +79,14 @@ def _explainers(cfg: ExperimentConfig, denoiser: Denoiser | None, dds_batch: int
         out[(method, NO_DDS)] = base
         for spec in cfg.dds:
             out[(method, spec.variant)] = smooth(
-                base, denoiser, spec.variant, sigma=spec.sigma, samples=spec.samples, fusion=spec.fusion,
-                sample_target=spec.sample_target, max_batch=dds_batch,
+                base,
+                denoiser,
+                spec.variant,
+                sigma=spec.sigma,
+                samples=spec.samples,
+                fusion=spec.fusion,
+                sample_target=spec.sample_target,
+                max_batch=dds_batch,
             )
     return out
 
@@ -117,8 +123,14 @@ class PurifiedCache:
         self._store: dict[tuple, torch.Tensor] = {}
 
     def explain(
-        self, explainer, model: ViTClassifier, images: torch.Tensor, target: torch.Tensor, tag: str,
-        predicted: bool = False, trials: torch.Tensor | None = None,
+        self,
+        explainer,
+        model: ViTClassifier,
+        images: torch.Tensor,
+        target: torch.Tensor,
+        tag: str,
+        predicted: bool = False,
+        trials: torch.Tensor | None = None,
     ):
         """Maps of `images` for `target`; predicted=True says `target` is the model's prediction on `images`,
         so a smoothed explainer may explain each sample's own prediction instead (its `sample_target`).
@@ -126,8 +138,15 @@ class PurifiedCache:
         attack per trial) instead of m copies of `images`."""
         if not isinstance(explainer, SmoothedExplainer):
             return explainer(model, images, target)
-        key = (tag, explainer.variant, explainer.sigma, explainer.n_samples, explainer.seed, id(explainer.denoiser),
-               trials is not None)
+        key = (
+            tag,
+            explainer.variant,
+            explainer.sigma,
+            explainer.n_samples,
+            explainer.seed,
+            id(explainer.denoiser),
+            trials is not None,
+        )
         if key not in self._store:
             purified = explainer.purify(images) if trials is None else explainer.purify_copies(trials)
             self._store[key] = (purified, explainer.predicted_classes(model, purified))
@@ -140,8 +159,15 @@ class PurifiedCache:
         DDS): the majority vote of the classes predicted on the m purified samples (ties: lowest class)."""
         if not isinstance(explainer, SmoothedExplainer):
             return None
-        key = (tag, explainer.variant, explainer.sigma, explainer.n_samples, explainer.seed, id(explainer.denoiser),
-               trials)
+        key = (
+            tag,
+            explainer.variant,
+            explainer.sigma,
+            explainer.n_samples,
+            explainer.seed,
+            id(explainer.denoiser),
+            trials,
+        )
         classes = self._store[key][1].view(-1, explainer.n_samples)
         votes = torch.zeros(classes.shape[0], int(classes.max()) + 1, dtype=torch.long, device=classes.device)
         votes.scatter_add_(1, classes, torch.ones_like(classes))
@@ -203,8 +229,11 @@ def _unit_rows(
     if "perturbation" in cfg.tasks:
         for mode in cfg.explain_classes:
             for positive in (True, False):
-                correct = (curves.correctness(maps[mode], positive) if curves is not None
-                           else perturbation_correctness(model, clean, maps[mode], labels, positive))
+                correct = (
+                    curves.correctness(maps[mode], positive)
+                    if curves is not None
+                    else perturbation_correctness(model, clean, maps[mode], labels, positive)
+                )
                 name = f"{'positive' if positive else 'negative'}_{mode}"
                 for k, row in enumerate(rows):
                     row[name] = [float(v) for v in correct[k]]
@@ -219,8 +248,16 @@ def _unit_rows(
     return rows, maps["pred"]
 
 
-def _adaptive(cfg: ExperimentConfig, model: ViTClassifier, clean: torch.Tensor, radius: float, method: str,
-              explainer, seed: int, done: dict[tuple, torch.Tensor]) -> torch.Tensor:
+def _adaptive(
+    cfg: ExperimentConfig,
+    model: ViTClassifier,
+    clean: torch.Tensor,
+    radius: float,
+    method: str,
+    explainer,
+    seed: int,
+    done: dict[tuple, torch.Tensor],
+) -> torch.Tensor:
     """The adaptive attack on `method`'s map, through the unit's DDS variant (with EOT) when it has one.
 
     A method attacked through a surrogate (`attack_form`) gets the very attack of the method it stands in for
@@ -228,13 +265,28 @@ def _adaptive(cfg: ExperimentConfig, model: ViTClassifier, clean: torch.Tensor, 
     smoothed = isinstance(explainer, SmoothedExplainer)
     variant, sigma = (explainer.variant, explainer.sigma) if smoothed else (None, None)
     form = attack_form(method)[1]
-    key = (form.removeprefix("surrogate:") if form != "exact" else method, variant, sigma,
-           id(explainer.denoiser) if smoothed else None, seed, radius)
+    key = (
+        form.removeprefix("surrogate:") if form != "exact" else method,
+        variant,
+        sigma,
+        id(explainer.denoiser) if smoothed else None,
+        seed,
+        radius,
+    )
     if key not in done:
         done[key] = adaptive_attack(
-            model, clean, radius, method=method, denoiser=explainer.denoiser if smoothed else None,
-            variant=variant, sigma=sigma, eot_samples=cfg.eot_samples, steps=cfg.attack_steps,
-            loss=cfg.adaptive_loss, topk=cfg.topk, seed=seed,
+            model,
+            clean,
+            radius,
+            method=method,
+            denoiser=explainer.denoiser if smoothed else None,
+            variant=variant,
+            sigma=sigma,
+            eot_samples=cfg.eot_samples,
+            steps=cfg.attack_steps,
+            loss=cfg.adaptive_loss,
+            topk=cfg.topk,
+            seed=seed,
         )
     return done[key]
 
@@ -276,15 +328,15 @@ def _run_chunk(
             return None
         m = explainer.n_samples
         if (radius_255, m) not in trial_attacks:
-            attacks = [adv] + [pgd_linf(model, clean, radius, steps=cfg.attack_steps, seed=trial_seed(seed, k))
-                               for k in range(1, m)]
+            attacks = [adv] + [
+                pgd_linf(model, clean, radius, steps=cfg.attack_steps, seed=trial_seed(seed, k)) for k in range(1, m)
+            ]
             trial_attacks[(radius_255, m)] = torch.stack(attacks, dim=1).flatten(0, 1)
         return trial_attacks[(radius_255, m)]
 
     def clean_map(method: str, variant: str) -> torch.Tensor:
         if (method, variant) not in clean_maps:
-            explainer = _for_unit(explainers[(method, variant)], clean_seed, attacked=False,
-                                  task=_samples_task(cfg))
+            explainer = _for_unit(explainers[(method, variant)], clean_seed, attacked=False, task=_samples_task(cfg))
             clean_maps[(method, variant)] = cache.explain(explainer, model, clean, clean_pred, "r0.0", predicted=True)
         return clean_maps[(method, variant)]
 
@@ -299,8 +351,7 @@ def _run_chunk(
             with torch.no_grad():
                 pred = model(adv).argmax(1)
         for method, variant in pending:
-            explainer = _for_unit(explainers[(method, variant)], seed, attacked=radius_255 > 0,
-                                  task=_samples_task(cfg))
+            explainer = _for_unit(explainers[(method, variant)], seed, attacked=radius_255 > 0, task=_samples_task(cfg))
             ref = clean_map(method, variant) if radius_255 > 0 else None
             base = {"method": method, "dds": variant, "radius_255": float(radius_255)}
             tag = f"r{float(radius_255)}"
@@ -311,7 +362,20 @@ def _run_chunk(
                 tag += f"-{method}-{variant}"
             trials = trials_of(explainer, radius_255, radius, adv, seed) if shared else None
             rows, maps = _unit_rows(
-                cfg, model, explainer, items, clean, adv, labels, clean_pred, pred, ref, base, cache, tag, trials,
+                cfg,
+                model,
+                explainer,
+                items,
+                clean,
+                adv,
+                labels,
+                clean_pred,
+                pred,
+                ref,
+                base,
+                cache,
+                tag,
+                trials,
                 curves,
             )
             if radius_255 == 0:
@@ -323,7 +387,11 @@ def _run_chunk(
 
 
 def run_experiment(
-    cfg: ExperimentConfig, out_dir: str | Path, shard: int = 0, num_shards: int = 1, progress: bool = True,
+    cfg: ExperimentConfig,
+    out_dir: str | Path,
+    shard: int = 0,
+    num_shards: int = 1,
+    progress: bool = True,
     map_sink=None,
 ) -> Path:
     """Run (or resume) this shard of `cfg`, persisting each unit as it finishes; returns the store path.
@@ -404,8 +472,9 @@ def _load_items(cfg: ExperimentConfig, dataset, index_range: range, store: RowSt
     return items
 
 
-def _run_units(cfg, dataset, model, explainers, store: RowStore, shard: int, num_shards: int, progress: bool,
-               map_sink=None) -> None:
+def _run_units(
+    cfg, dataset, model, explainers, store: RowStore, shard: int, num_shards: int, progress: bool, map_sink=None
+) -> None:
     done = store.done()
     chunks = shard_chunks(_n_items(cfg, len(dataset)), cfg.batch_size, shard, num_shards)
     total = sum(len(r) for _, r in chunks) * len(cfg.radii_255) * len(explainers)
@@ -414,8 +483,9 @@ def _run_units(cfg, dataset, model, explainers, store: RowStore, shard: int, num
     try:
         with tqdm(total=total, desc=desc, unit="map", disable=not progress) as bar:
             for chunk, index_range in chunks:
-                keys = {(r, m, v): unit_key(chunk, index_range, r, m, v)
-                        for r in cfg.radii_255 for (m, v) in explainers}
+                keys = {
+                    (r, m, v): unit_key(chunk, index_range, r, m, v) for r in cfg.radii_255 for (m, v) in explainers
+                }
                 todo = {k: key for k, key in keys.items() if key not in done}
                 bar.update(len(index_range) * (len(keys) - len(todo)))
                 if todo:
@@ -424,8 +494,7 @@ def _run_units(cfg, dataset, model, explainers, store: RowStore, shard: int, num
     except KeyboardInterrupt:
         saved = len(store.done() & expected)
         raise RunInterrupted(
-            f"interrupted: {saved} of {len(expected)} units are saved in {store.path}; rerun the same command "
-            "to resume"
+            f"interrupted: {saved} of {len(expected)} units are saved in {store.path}; rerun the same command to resume"
         ) from None
 
 
@@ -468,8 +537,10 @@ def merge_shards(out_dir: str | Path, cfg: ExperimentConfig, num_shards: int) ->
 def _stored_identity(path: Path, cfg: ExperimentConfig) -> dict:
     meta = read_meta(path)
     if meta.get("config_hash") != cfg.config_hash():
-        raise StoreError(f"{path} holds results of another configuration (hash {meta.get('config_hash')}, "
-                         f"this config {cfg.config_hash()}); pass the config the run used")
+        raise StoreError(
+            f"{path} holds results of another configuration (hash {meta.get('config_hash')}, "
+            f"this config {cfg.config_hash()}); pass the config the run used"
+        )
     if "identity" not in meta:
         raise StoreError(f"{path} has no run identity (written by an older fvit-bench); rerun that shard")
     return json.loads(meta["identity"])
@@ -489,8 +560,12 @@ def load_rows(out_dir: str | Path, cfg: ExperimentConfig) -> pd.DataFrame:
     radii = identity["config"]["radii_255"]
     pairs = {(m, NO_DDS) for m in identity["config"]["methods"]}
     pairs |= {(m, d["variant"]) for m in identity["config"]["methods"] for d in identity["config"]["dds"]}
-    wanted = {unit_key(c, r, rad, m, v) for c, r in enumerate(chunk_ranges(n, cfg.batch_size))
-              for rad in radii for (m, v) in pairs}
+    wanted = {
+        unit_key(c, r, rad, m, v)
+        for c, r in enumerate(chunk_ranges(n, cfg.batch_size))
+        for rad in radii
+        for (m, v) in pairs
+    }
     store = RowStore(path, cfg.config_hash())
     try:
         return store.frame(wanted, order=key_order)

@@ -86,8 +86,13 @@ def input_paths(cfg: ExperimentConfig) -> dict[str, str | None]:
 def git_commit() -> str | None:
     """The commit of the harness checkout, or None outside a git checkout."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-                             capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
@@ -120,5 +125,8 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 def differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """'field: stored X, this run Y' for every leaf that differs."""
     a, b = _flatten(stored), _flatten(current)
-    return [f"{key}: stored {a.get(key)!r}, this run {b.get(key)!r}"
-            for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)]
+    return [
+        f"{key}: stored {a.get(key)!r}, this run {b.get(key)!r}"
+        for key in sorted(set(a) | set(b))
+        if a.get(key) != b.get(key)
+    ]

@@ -41,15 +41,19 @@ def _samples_text(cfg: ExperimentConfig, spec) -> str:
         return str(spec.samples)
     if spec.variant == "re":
         task = _samples_task(cfg)
-        return (f"{re_samples(task, False)} per clean and {re_samples(task, True)} per attacked image "
-                f"(Re's counts for {task})")
+        return (
+            f"{re_samples(task, False)} per clean and {re_samples(task, True)} per attacked image "
+            f"(Re's counts for {task})"
+        )
     return str(get_variant(spec.variant).default_samples)
 
 
 def attack_text(cfg: ExperimentConfig) -> str:
     if cfg.attack == "adaptive":
-        return (f"adaptive L-inf PGD on each method's own map ({cfg.attack_steps} steps of radius/5, random start, "
-                f"loss {cfg.adaptive_loss}, through the row's DDS variant with {cfg.eot_samples} noise draws per step)")
+        return (
+            f"adaptive L-inf PGD on each method's own map ({cfg.attack_steps} steps of radius/5, random start, "
+            f"loss {cfg.adaptive_loss}, through the row's DDS variant with {cfg.eot_samples} noise draws per step)"
+        )
     return f"PGD L-inf, {cfg.attack_steps} steps of radius/5, random start, cross-entropy on the predicted class"
 
 
@@ -61,18 +65,23 @@ def _identity_text(out_dir: Path) -> str:
         return ""
     ident = json.loads(meta["identity"])
     commit = (ident.get("git_commit") or "unknown")[:10]
-    return (f" Computed on {ident['device']} with {ident['torch_threads']} torch thread(s), torch "
-            f"{ident['torch_version']}, fvit-bench {ident['harness_version']} at commit {commit}.")
+    return (
+        f" Computed on {ident['device']} with {ident['torch_threads']} torch thread(s), torch "
+        f"{ident['torch_version']}, fvit-bench {ident['harness_version']} at commit {commit}."
+    )
 
 
 def write_tables(cfg: ExperimentConfig, out_dir: Path, rows: pd.DataFrame) -> dict[str, Path]:
     """Write every table the rows support as CSV + markdown; returns markdown paths by table name."""
     world = "embedded world (an analogue, not the paper's data)" if cfg.dataset == "embedded" else cfg.dataset
-    dds = "; ".join(
-        f"{d.variant}: sigma {_sigma_text(d)}, samples {_samples_text(cfg, d)}, each sample explains "
-        f"{'its own predicted class' if d.sample_target == 'own' else 'the class predicted on the input'}"
-        for d in cfg.dds
-    ) or "off"
+    dds = (
+        "; ".join(
+            f"{d.variant}: sigma {_sigma_text(d)}, samples {_samples_text(cfg, d)}, each sample explains "
+            f"{'its own predicted class' if d.sample_target == 'own' else 'the class predicted on the input'}"
+            for d in cfg.dds
+        )
+        or "off"
+    )
     context = [
         f"Run `{cfg.name}`: model {cfg.model}, dataset {world}, {rows['item_id'].nunique()} images, seed {cfg.seed}.",
         f"DDS: {dds}.",
@@ -89,8 +98,12 @@ def write_tables(cfg: ExperimentConfig, out_dir: Path, rows: pd.DataFrame) -> di
 
 
 def run_and_report(
-    cfg: ExperimentConfig, out_dir: str | Path, shard: int | None = None, num_shards: int | None = None,
-    progress: bool = True, gallery: int = 4,
+    cfg: ExperimentConfig,
+    out_dir: str | Path,
+    shard: int | None = None,
+    num_shards: int | None = None,
+    progress: bool = True,
+    gallery: int = 4,
 ) -> dict[str, Path]:
     """Run `cfg` (resuming), then, once every shard is in, merge and write tables and the report (with a
     gallery of the first `gallery` images, 0 = none, from the maps this process computed where it can).
@@ -134,8 +147,14 @@ def _barrier_if_distributed() -> bool:
     return True
 
 
-def write_report(cfg: ExperimentConfig, out_dir: Path, claims_dir: Path = CLAIMS_DIR,
-                 cost_dir: Path = COST_DIR, gallery: int = 4, collector=None) -> Path:
+def write_report(
+    cfg: ExperimentConfig,
+    out_dir: Path,
+    claims_dir: Path = CLAIMS_DIR,
+    cost_dir: Path = COST_DIR,
+    gallery: int = 4,
+    collector=None,
+) -> Path:
     """report.html/.md of a run folder (`harness.report.run_report`): summary, tables with intervals, plots,
     a gallery of the first `gallery` images (0 = none; `collector` = maps the run kept), matching verdicts, cost."""
     from harness.report.run_report import write_run_report

@@ -45,8 +45,10 @@ def lock(path: Path) -> FileLock:
     try:
         file_lock.acquire()
     except Timeout:
-        raise StoreError(f"another process is writing to {path} (lock {lock_path}); wait for it to finish "
-                         "or use another --out folder") from None
+        raise StoreError(
+            f"another process is writing to {path} (lock {lock_path}); wait for it to finish "
+            "or use another --out folder"
+        ) from None
     return file_lock
 
 
@@ -75,15 +77,20 @@ def check_identity(path: Path, identity: Mapping[str, Any], ignore: Iterable[str
     if not meta:
         return  # an empty file left by an interrupted first open
     if "identity" not in meta:
-        raise StoreError(f"{path} was written by an older fvit-bench without a run identity; use another "
-                         "--out folder or delete the store to start over")
+        raise StoreError(
+            f"{path} was written by an older fvit-bench without a run identity; use another "
+            "--out folder or delete the store to start over"
+        )
     stored = json.loads(meta["identity"])
     skip = set(ignore)
-    diff = differences({k: v for k, v in stored.items() if k not in skip},
-                       {k: v for k, v in identity.items() if k not in skip})
+    diff = differences(
+        {k: v for k, v in stored.items() if k not in skip}, {k: v for k, v in identity.items() if k not in skip}
+    )
     if diff:
-        raise StoreError(f"{path} holds results of another run; differences: {'; '.join(diff)}. Use another "
-                         "--out folder, or delete the store to start over (README: Resuming, devices and errors)")
+        raise StoreError(
+            f"{path} holds results of another run; differences: {'; '.join(diff)}. Use another "
+            "--out folder, or delete the store to start over (README: Resuming, devices and errors)"
+        )
 
 
 class RowStore:
@@ -122,8 +129,10 @@ class RowStore:
         try:
             self._insert(unit, json.dumps(list(rows)))
         except sqlite3.OperationalError as err:
-            raise OSError(f"cannot write to {self.path}: {err} (the units stored so far are kept; free space "
-                          "or fix permissions and rerun the same command to resume)") from None
+            raise OSError(
+                f"cannot write to {self.path}: {err} (the units stored so far are kept; free space "
+                "or fix permissions and rerun the same command to resume)"
+            ) from None
 
     def _insert(self, unit: str, payload: str) -> None:
         with self.conn:
@@ -140,8 +149,7 @@ class RowStore:
     def frame(self, units: Iterable[str] | None = None, order: Any = None) -> pd.DataFrame:
         """Stored rows as a DataFrame (only `units` if given), ordered by `order(unit key)` (default: the key)."""
         wanted = None if units is None else set(units)
-        stored = [(u, p) for u, p in self.conn.execute("SELECT unit, rows FROM units")
-                  if wanted is None or u in wanted]
+        stored = [(u, p) for u, p in self.conn.execute("SELECT unit, rows FROM units") if wanted is None or u in wanted]
         rows: list[dict] = []
         for _, payload in sorted(stored, key=lambda up: order(up[0]) if order else up[0]):
             rows.extend(json.loads(payload))
@@ -161,10 +169,12 @@ class RowStore:
                 for unit, chash, payload in src.conn.execute("SELECT unit, config_hash, rows FROM units"):
                     self.conn.execute("INSERT OR IGNORE INTO units VALUES (?, ?, ?)", (unit, chash, payload))
                 for key, value in src.conn.execute("SELECT key, value FROM meta WHERE key='skipped_items'"):
-                    merged = sorted({json.dumps(s) for s in json.loads(value)} |
-                                    {json.dumps(s) for s in self.get_meta(key, [])})
-                    self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                                      (key, json.dumps([json.loads(s) for s in merged])))
+                    merged = sorted(
+                        {json.dumps(s) for s in json.loads(value)} | {json.dumps(s) for s in self.get_meta(key, [])}
+                    )
+                    self.conn.execute(
+                        "INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps([json.loads(s) for s in merged]))
+                    )
         finally:
             src.close()
         return len(self.done()) - before

@@ -40,8 +40,12 @@ SAMPLE_TARGETS = ("own", "input")
 # perturbation script uses 2 on both. (One stored version of Re's DDS.py has m = 5 and explains ONE
 # denoised image m times; the protocol's counts, each sample purified afresh, are what runs here.)
 RE_SAMPLES_CLEAN, RE_SAMPLES_ATTACKED = 10, 2
-RE_SAMPLES = {("segmentation", False): RE_SAMPLES_CLEAN, ("segmentation", True): RE_SAMPLES_ATTACKED,
-              ("perturbation", False): RE_SAMPLES_ATTACKED, ("perturbation", True): RE_SAMPLES_ATTACKED}
+RE_SAMPLES = {
+    ("segmentation", False): RE_SAMPLES_CLEAN,
+    ("segmentation", True): RE_SAMPLES_ATTACKED,
+    ("perturbation", False): RE_SAMPLES_ATTACKED,
+    ("perturbation", True): RE_SAMPLES_ATTACKED,
+}
 
 
 def re_samples(task: str, attacked: bool) -> int:
@@ -287,8 +291,10 @@ class SmoothedExplainer:
         gen = torch.Generator(device=copies.device).manual_seed(self.seed)
         with torch.no_grad():
             return torch.cat(
-                [self.spec.purify(self.denoiser, copies[i : i + self.max_batch], self.sigma, gen)
-                 for i in range(0, copies.shape[0], self.max_batch)]
+                [
+                    self.spec.purify(self.denoiser, copies[i : i + self.max_batch], self.sigma, gen)
+                    for i in range(0, copies.shape[0], self.max_batch)
+                ]
             )
 
     def explain_purified(
@@ -331,8 +337,9 @@ class SmoothedExplainer:
     def predicted_classes(self, model: ViTClassifier, purified: torch.Tensor) -> torch.Tensor:
         """The class the model predicts on each purified sample, (B*m,)."""
         with torch.no_grad():
-            return torch.cat([model(purified[i : i + self.max_batch]).argmax(1)
-                              for i in range(0, purified.shape[0], self.max_batch)])
+            return torch.cat(
+                [model(purified[i : i + self.max_batch]).argmax(1) for i in range(0, purified.shape[0], self.max_batch)]
+            )
 
     def __call__(
         self, model: ViTClassifier, images: torch.Tensor, target: torch.Tensor | int | None = None
@@ -343,8 +350,6 @@ class SmoothedExplainer:
         return self.explain_purified(model, self.purify(images), target)
 
 
-def smooth(
-    explainer: Explainer, denoiser: Denoiser | None, variant: str = "carlini", **options
-) -> SmoothedExplainer:
+def smooth(explainer: Explainer, denoiser: Denoiser | None, variant: str = "carlini", **options) -> SmoothedExplainer:
     """Wrap `explainer` with DDS `variant` (see `SmoothedExplainer` for the options)."""
     return SmoothedExplainer(explainer, denoiser, variant, **options)

@@ -36,7 +36,10 @@ def fuse_drop_low_max(maps: torch.Tensor, quantile: float = 0.1) -> torch.Tensor
 # mean: mean of the per-sample [0,1]-normalised maps (carlini's default here);
 # raw_mean: mean of the raw maps, then one min-max normalisation (Re's code; `re`'s default).
 FUSIONS: dict[str, Fusion] = {
-    "mean": fuse_mean, "max": fuse_max, "drop_low_max": fuse_drop_low_max, "raw_mean": fuse_mean,
+    "mean": fuse_mean,
+    "max": fuse_max,
+    "drop_low_max": fuse_drop_low_max,
+    "raw_mean": fuse_mean,
 }
 RAW_FUSIONS = frozenset({"raw_mean"})
 

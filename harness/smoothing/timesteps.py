@@ -50,14 +50,16 @@ def carlini_timestep(sigma: float, alphas_cumprod: np.ndarray) -> int:
     return int(hits[0])
 
 
-def fvit_beta(t: float, num_steps: int = NUM_TRAIN_STEPS, beta_start: float = BETA_START,
-              beta_end: float = BETA_END) -> float:
+def fvit_beta(
+    t: float, num_steps: int = NUM_TRAIN_STEPS, beta_start: float = BETA_START, beta_end: float = BETA_END
+) -> float:
     """FViT's per-step beta of 1-indexed step t: (t - 1)/(T - 1) (beta_end - beta_start) + beta_start."""
     return (t - 1) / (num_steps - 1) * (beta_end - beta_start) + beta_start
 
 
-def fvit_steps(delta: float, num_steps: int = NUM_TRAIN_STEPS, beta_start: float = BETA_START,
-               beta_end: float = BETA_END) -> int:
+def fvit_steps(
+    delta: float, num_steps: int = NUM_TRAIN_STEPS, beta_start: float = BETA_START, beta_end: float = BETA_END
+) -> int:
     """FViT's rule: the t solving fvit_beta(t) = delta^2/(1 + delta^2), rounded, clipped to [0, T].
 
     `delta` is a MODEL-SPACE ([-1,1]) std (convert pixel units with `model_space_std`). The result is

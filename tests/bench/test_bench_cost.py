@@ -35,7 +35,10 @@ def world():
 def test_bench_pgd_one_step(benchmark, world):
     model, _, images = world
     adv = benchmark_with_energy(
-        benchmark, lambda: pgd_linf(model, images, RADIUS, steps=1, seed=0), rounds=20, images=IMAGES,
+        benchmark,
+        lambda: pgd_linf(model, images, RADIUS, steps=1, seed=0),
+        rounds=20,
+        images=IMAGES,
         force_carbon_intensity_g_co2e_kwh=56.0,
     )
     assert (adv - images).abs().max() <= RADIUS + 1e-6

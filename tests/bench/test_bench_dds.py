@@ -29,11 +29,15 @@ def timings():
     yield rows
     plain = {r["variant"]: r for r in rows}.get("none")
     write_ratio_table(
-        rows, lambda row: plain, "dds_variants",
+        rows,
+        lambda row: plain,
+        "dds_variants",
         "Seconds per smoothed explanation by DDS variant (rollout, tiny models)",
-        ("seconds: pytest-benchmark mean wall-clock seconds per smoothed map of one 64x64 image (CPU).",
-         "ratio_vs_baseline: seconds / the plain rollout map's seconds, measured in the same process.",
-         "sigma_pixel: DDS noise std in [0,1] pixel units; unet_calls: UNet forward calls per smoothed map."),
+        (
+            "seconds: pytest-benchmark mean wall-clock seconds per smoothed map of one 64x64 image (CPU).",
+            "ratio_vs_baseline: seconds / the plain rollout map's seconds, measured in the same process.",
+            "sigma_pixel: DDS noise std in [0,1] pixel units; unet_calls: UNet forward calls per smoothed map.",
+        ),
     )
 
 
@@ -61,10 +65,12 @@ def test_bench_dds_variant(benchmark, world, timings, variant):
     benchmark.extra_info.update(
         variant=variant, samples=samples, sigma_pixel=sigma, unet_calls=calls, threads=torch.get_num_threads()
     )
-    maps = benchmark.pedantic(fn, rounds=3 if variant in ("none", "carlini", "noise_only") else 1,
-                              iterations=1, warmup_rounds=1)
+    maps = benchmark.pedantic(
+        fn, rounds=3 if variant in ("none", "carlini", "noise_only") else 1, iterations=1, warmup_rounds=1
+    )
     assert maps.shape == (1, 64, 64) and torch.isfinite(maps).all()
     seconds = mean_seconds(benchmark)
     if seconds is not None:
-        timings.append({"variant": variant, "samples": samples, "sigma_pixel": sigma, "unet_calls": calls,
-                        "seconds": seconds})
+        timings.append(
+            {"variant": variant, "samples": samples, "sigma_pixel": sigma, "unet_calls": calls, "seconds": seconds}
+        )

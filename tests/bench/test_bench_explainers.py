@@ -38,12 +38,16 @@ def timings():
     yield rows
     by_key = {(r["method"], r["batch"]): r for r in rows}
     write_ratio_table(
-        rows, lambda row: by_key.get((row["method"], 1)), "explainers",
+        rows,
+        lambda row: by_key.get((row["method"], 1)),
+        "explainers",
         "Seconds per map by method and batch size (tiny ViT, random weights)",
-        ("seconds: pytest-benchmark mean wall-clock seconds of one call / maps per call (CPU, 64x64 images).",
-         "ratio_vs_baseline: seconds per map at this batch / at batch 1, same method, same process "
-         "(below 1 = batching pays).",
-         "maps_per_second: 1 / seconds."),
+        (
+            "seconds: pytest-benchmark mean wall-clock seconds of one call / maps per call (CPU, 64x64 images).",
+            "ratio_vs_baseline: seconds per map at this batch / at batch 1, same method, same process "
+            "(below 1 = batching pays).",
+            "maps_per_second: 1 / seconds.",
+        ),
     )
 
 
@@ -66,5 +70,6 @@ def test_bench_explainer(benchmark, tiny_vit, timings, method, batch):
     assert maps.shape == (batch, 64, 64) and torch.isfinite(maps).all()
     seconds = mean_seconds(benchmark)
     if seconds is not None:
-        timings.append({"method": method, "batch": batch, "seconds": seconds / batch,
-                        "maps_per_second": batch / seconds})
+        timings.append(
+            {"method": method, "batch": batch, "seconds": seconds / batch, "maps_per_second": batch / seconds}
+        )

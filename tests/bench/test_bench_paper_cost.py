@@ -20,13 +20,13 @@ from harness.smoothing.dds import VARIANTS, smooth
 
 pytestmark = [
     pytest.mark.gpu,
-    pytest.mark.skipif(
-        not torch.cuda.is_available(), reason="no CUDA device: paper-architecture cost needs a GPU"
-    ),
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: paper-architecture cost needs a GPU"),
 ]
 
 METHOD = "transformer_attribution" if "transformer_attribution" in names() else "rollout"
 REPORT_DIR = Path(__file__).resolve().parents[2] / "reports" / "cost"
+
+
 @pytest.fixture(scope="module")
 def paper_world():
     model, denoiser = paper_architecture_models("cuda")
@@ -44,7 +44,9 @@ def paper_rows():
         from harness.report.tables import write_table
 
         write_table(
-            pd.DataFrame(rows), REPORT_DIR, "paper_cost",
+            pd.DataFrame(rows),
+            REPORT_DIR,
+            "paper_cost",
             f"Paper-architecture cost: {METHOD} on ViT-B/16 (random weights) with ADM-256 DDS",
             (
                 "seconds_per_image: codecarbon's duration of the timed calls / calls (CUDA synchronised).",
@@ -77,16 +79,22 @@ def test_paper_cost(benchmark, paper_world, paper_rows, dds, dtype):
     peak = torch.cuda.max_memory_allocated() / 2**30
     info = benchmark.extra_info
     info.update(method=METHOD, dds=dds, peak_gpu_memory_gib=peak)
-    paper_rows.append({
-        "method": METHOD, "dds": dds, "unet_dtype": dtype if dds != PLAIN else "-",
-        "sigma_255": getattr(explainer, "sigma", float("nan")) * 255,
-        "samples_per_image": getattr(explainer, "n_samples", 1),
-        "seconds_per_image": info["seconds_per_call"], "peak_gpu_memory_gib": peak,
-        "energy_kwh_per_image": info["energy_kwh_per_image"],
-        "kg_co2eq_per_image": info["kg_co2eq_per_image"],
-        "gpu_hours_per_image": info["gpu_hours_per_call"], "device": info["device"],
-        "cpu_power_mode": info["cpu_power_mode"],
-    })
+    paper_rows.append(
+        {
+            "method": METHOD,
+            "dds": dds,
+            "unet_dtype": dtype if dds != PLAIN else "-",
+            "sigma_255": getattr(explainer, "sigma", float("nan")) * 255,
+            "samples_per_image": getattr(explainer, "n_samples", 1),
+            "seconds_per_image": info["seconds_per_call"],
+            "peak_gpu_memory_gib": peak,
+            "energy_kwh_per_image": info["energy_kwh_per_image"],
+            "kg_co2eq_per_image": info["kg_co2eq_per_image"],
+            "gpu_hours_per_image": info["gpu_hours_per_call"],
+            "device": info["device"],
+            "cpu_power_mode": info["cpu_power_mode"],
+        }
+    )
     assert maps.shape == (1, 224, 224)
     assert torch.isfinite(maps).all()
     assert peak > 0

@@ -35,14 +35,20 @@ def test_transformer_attribution_batch8_vs_batch1_loop():
     batched = ta(model, images, target)
     batch_s = time.perf_counter() - start
     torch.testing.assert_close(batched, loop, rtol=0, atol=1e-4)  # the same maps
-    rows = [{"mode": "batch-1 loop", "batch": 1, "seconds": loop_s / BATCH, "maps_per_second": BATCH / loop_s},
-            {"mode": "one batch", "batch": BATCH, "seconds": batch_s / BATCH, "maps_per_second": BATCH / batch_s}]
+    rows = [
+        {"mode": "batch-1 loop", "batch": 1, "seconds": loop_s / BATCH, "maps_per_second": BATCH / loop_s},
+        {"mode": "one batch", "batch": BATCH, "seconds": batch_s / BATCH, "maps_per_second": BATCH / batch_s},
+    ]
     write_ratio_table(
-        rows, lambda row: rows[0], "ta_batching",
+        rows,
+        lambda row: rows[0],
+        "ta_batching",
         "Transformer Attribution on ViT-B/16 (random weights, CPU): batch 8 vs a batch-1 loop",
-        (f"seconds: wall-clock seconds per map (perf_counter), {BATCH} maps of 224x224 images, torch threads "
-         f"{torch.get_num_threads()}; one warm-up map first.",
-         "ratio_vs_baseline: seconds per map / the batch-1 loop's, same process (below 1 = batching pays); "
-         "maps_per_second: 1 / seconds."),
+        (
+            f"seconds: wall-clock seconds per map (perf_counter), {BATCH} maps of 224x224 images, torch threads "
+            f"{torch.get_num_threads()}; one warm-up map first.",
+            "ratio_vs_baseline: seconds per map / the batch-1 loop's, same process (below 1 = batching pays); "
+            "maps_per_second: 1 / seconds.",
+        ),
     )
     assert batch_s > 0 and loop_s > 0
