@@ -138,15 +138,7 @@ class PurifiedCache:
         attack per trial) instead of m copies of `images`."""
         if not isinstance(explainer, SmoothedExplainer):
             return explainer(model, images, target)
-        key = (
-            tag,
-            explainer.variant,
-            explainer.sigma,
-            explainer.n_samples,
-            explainer.seed,
-            id(explainer.denoiser),
-            trials is not None,
-        )
+        key = self._key(explainer, tag, trials is not None)
         if key not in self._store:
             purified = explainer.purify(images) if trials is None else explainer.purify_copies(trials)
             self._store[key] = (purified, explainer.predicted_classes(model, purified))
@@ -154,12 +146,10 @@ class PurifiedCache:
         own = predicted and explainer.sample_target == "own"
         return explainer.explain_purified(model, purified, own_classes if own else target)
 
-    def smoothed_pred(self, explainer, tag: str, trials: bool = False) -> torch.Tensor | None:
-        """The smoothed prediction of the images last explained under `tag` by `explainer` (None without
-        DDS): the majority vote of the classes predicted on the m purified samples (ties: lowest class)."""
-        if not isinstance(explainer, SmoothedExplainer):
-            return None
-        key = (
+    @staticmethod
+    def _key(explainer: SmoothedExplainer, tag: str, trials: bool) -> tuple:
+        """What determines a purified batch: the input (tag, per-trial inputs or copies) and the DDS setting."""
+        return (
             tag,
             explainer.variant,
             explainer.sigma,
@@ -168,6 +158,13 @@ class PurifiedCache:
             id(explainer.denoiser),
             trials,
         )
+
+    def smoothed_pred(self, explainer, tag: str, trials: bool = False) -> torch.Tensor | None:
+        """The smoothed prediction of the images last explained under `tag` by `explainer` (None without
+        DDS): the majority vote of the classes predicted on the m purified samples (ties: lowest class)."""
+        if not isinstance(explainer, SmoothedExplainer):
+            return None
+        key = self._key(explainer, tag, trials)
         classes = self._store[key][1].view(-1, explainer.n_samples)
         votes = torch.zeros(classes.shape[0], int(classes.max()) + 1, dtype=torch.long, device=classes.device)
         votes.scatter_add_(1, classes, torch.ones_like(classes))
