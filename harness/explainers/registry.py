@@ -163,14 +163,20 @@ def normalise_maps(maps: torch.Tensor) -> torch.Tensor:
     return out.view_as(maps)
 
 
-def explain(
-    name: str, model: ViTClassifier, images: torch.Tensor, target: torch.Tensor | int | None = None, **options: Any
-) -> torch.Tensor:
-    """Run registered method `name`: maps (B, H, W) float32 in [0,1] at image resolution."""
+def _spec_with(name: str, options: dict[str, Any]):
+    """The registered spec of `name`, after checking that every option is one of its own."""
     spec = get_spec(name)
     unknown = set(options) - set(spec.defaults)
     if unknown:
         raise TypeError(f"{name}: unknown option(s) {sorted(unknown)}; options are {sorted(spec.defaults)}")
+    return spec
+
+
+def explain(
+    name: str, model: ViTClassifier, images: torch.Tensor, target: torch.Tensor | int | None = None, **options: Any
+) -> torch.Tensor:
+    """Run registered method `name`: maps (B, H, W) float32 in [0,1] at image resolution."""
+    spec = _spec_with(name, options)
     model.check_images(images)
     model.check_pixel_range(images)
     target = resolve_target(model, images, target)
@@ -181,10 +187,7 @@ def explain_raw(
     name: str, model: ViTClassifier, images: torch.Tensor, target: torch.Tensor | int | None = None, **options: Any
 ) -> torch.Tensor:
     """Like `explain`, but the maps are the method's raw scores at image resolution (not normalised)."""
-    spec = get_spec(name)
-    unknown = set(options) - set(spec.defaults)
-    if unknown:
-        raise TypeError(f"{name}: unknown option(s) {sorted(unknown)}; options are {sorted(spec.defaults)}")
+    spec = _spec_with(name, options)
     model.check_images(images)
     target = resolve_target(model, images, target)
     return raw_maps(spec.fn(model, images, target, **{**spec.defaults, **options}), model, name)
