@@ -206,13 +206,16 @@ def embedded_noise_only_tables(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def embedded_adaptive_tables(tmp_path_factory):
-    """The embedded analogue under the adaptive attack on each map (top-k loss, 4 noise draws per step)."""
+    """The embedded analogue under the adaptive attack on each map (top-k loss, 4 noise draws per step), plain,
+    through carlini DDS and through the identity control (claims/test_controls.py: a no-op DDS must fail)."""
     from harness.claims.build import ADAPTIVE_METHODS
+    from harness.runner.config import DDSSpec
 
     return _analogue_tables(
         tmp_path_factory,
         "FVIT_CLAIMS_CACHE_ADAPTIVE",
         name="claims-embedded-adaptive",
+        dds=(_carlini(), DDSSpec("identity")),
         methods=ADAPTIVE_METHODS,
         tasks=("segmentation",),
         attack="adaptive",

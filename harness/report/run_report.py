@@ -293,8 +293,8 @@ def _claims(
         return suite, " ".join(t for t in (run_summary(cfg, out_dir)[0], suite_note) if t)
     grid = verdict_summary(own)
     source = (
-        run_summary(cfg, out_dir)[0] + f" Each verdict with its interval and reason: {STEM}.md. Controls "
-        "and effect claims are listed there, not in the grid."
+        run_summary(cfg, out_dir)[0] + f" Each verdict with its interval and reason: {STEM}.md. Control "
+        "claims are listed there, not in the grid."
     )
     note = suite_note or (
         f"The claims suite's verdicts for these settings: {claims_dir / 'verdicts.md'} ({suite[1]})" if suite else ""
