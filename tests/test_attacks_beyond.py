@@ -7,7 +7,7 @@ import pytest
 import torch
 from diffusers import UNet2DModel
 
-from harness.attacks.adaptive import adaptive_attack, default_gradient, minmax, purify_for_attack
+from harness.attacks.adaptive import adaptive_attack, default_gradient, minmax, purify_for_attack, smoothed_patch_map
 from harness.attacks.differentiable import DIFFERENTIABLE_METHODS, SURROGATES, attack_form
 from harness.explainers.builtin import BUILTIN_METHODS
 from harness.models.denoiser import Denoiser
@@ -64,6 +64,23 @@ def test_attack_through_every_dds_variant(variant, random_mini_vit, images, rand
         seed=0,
     )
     assert (adv - images[:1]).abs().max() <= RADIUS + 1e-6 and not torch.equal(adv, images[:1])
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_a_variant_flagged_deterministic_purifies_every_copy_alike(variant, images, random_denoiser):
+    """EOT takes one copy through a deterministic variant: the flag must be true of the purifier."""
+    spec = get_variant(variant)
+    copies = images[:1].repeat(3, 1, 1, 1)
+    out = [spec.purify(random_denoiser, copies, spec.default_sigma, torch.Generator().manual_seed(s)) for s in (0, 1)]
+    alike = torch.equal(out[0], out[1]) and all(torch.equal(out[0][0], c) for c in out[0])
+    assert alike == spec.deterministic, variant
+
+
+def test_eot_through_the_identity_is_the_plain_map(random_mini_vit, images):
+    gen = torch.Generator().manual_seed(0)
+    plain = smoothed_patch_map(random_mini_vit, images, "rollout", None, None, None, 4, gen)
+    through = smoothed_patch_map(random_mini_vit, images, "rollout", None, "identity", 0.1, 4, gen)
+    torch.testing.assert_close(through, plain, rtol=0, atol=1e-6)
 
 
 def test_bpda_is_identity_backward_and_the_default_for_chains(random_denoiser, images):

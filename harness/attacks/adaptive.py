@@ -11,7 +11,8 @@ the map moves, instead of attacking the prediction:
 With a DDS `variant`, every step draws `eot_samples` fresh noise samples per image, purifies them
 with the variant's purifier (autograd flows through the denoiser) and attacks the mean of their
 maps (Athalye et al.'s expectation over transformation); the clean reference map is computed the
-same way. Through the multi-step variants (fvit, re, denoise_only: ancestral chains) the default
+same way. A deterministic variant (the identity control) draws no noise: its expectation is one
+copy. Through the multi-step variants (fvit, re, denoise_only: ancestral chains) the default
 gradient is BPDA (identity backward of the purifier, `purify_for_attack`); `gradient="exact"`
 differentiates the whole chain. Registered explainers return detached maps, so the methods are
 recomputed differentiably (`harness.attacks.differentiable`): raw attention, rollout, attention
@@ -91,7 +92,8 @@ def smoothed_patch_map(
     gradient: str | None = None,
     with_probs: bool = False,
 ):
-    """Mean over `eot_samples` purified copies of the normalised patch map, (B, N); differentiable.
+    """Mean over `eot_samples` purified copies of the normalised patch map, (B, N); differentiable. A
+    deterministic variant purifies every copy alike, so it takes one (the mean of equal maps is that map).
 
     with_probs=True also returns the mean softmax over the same copies, (B, C)."""
     score = _score_fn(method)
@@ -99,15 +101,16 @@ def smoothed_patch_map(
         maps, x, m = minmax(score(model, images)), images, 1
     else:
         spec = get_variant(variant)
+        m = 1 if spec.deterministic else eot_samples
         x = purify_for_attack(
             spec,
             denoiser,
-            images.repeat_interleave(eot_samples, dim=0),
+            images.repeat_interleave(m, dim=0),
             sigma,
             generator,
             gradient or default_gradient(variant),
         )
-        maps, m = minmax(score(model, x)), eot_samples
+        maps = minmax(score(model, x))
     maps = maps.view(images.shape[0], m, -1).mean(dim=1)
     if not with_probs:
         return maps

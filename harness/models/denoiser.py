@@ -56,7 +56,9 @@ def parse_dtype(name: str | torch.dtype) -> torch.dtype:
 class Denoiser(nn.Module):
     """A noise-prediction UNet and its schedule (abar_t kept in float64).
 
-    `unet` must predict eps in its first 3 output channels (3 channels, or 6 with learned sigma).
+    `unet` must predict eps in its first 3 output channels (3 channels, or 6 with learned sigma). It is
+    used for inference only: put in eval mode with its parameters frozen (autograd still flows to the
+    input, as the adaptive attack needs, without the weight gradients' cost).
     """
 
     def __init__(self, unet: UNet2DModel, alphas_cumprod: np.ndarray, name: str = "denoiser"):
@@ -67,7 +69,7 @@ class Denoiser(nn.Module):
                 f"{name}: expected a UNet with 3 input channels and 3 (eps) or 6 (eps + learned sigma) "
                 f"output channels; got in={unet.config.in_channels}, out={out_channels}"
             )
-        self.unet = unet.eval()
+        self.unet = unet.eval().requires_grad_(False)
         self.name = name
         self.alphas_cumprod = np.asarray(alphas_cumprod, dtype=np.float64)
         self._chains: dict[int, SamplingSchedule] = {}

@@ -60,7 +60,9 @@ def re_samples(task: str, attacked: bool) -> int:
 class Variant:
     """A DDS variant: its purifier, defaults, and the UNet calls one sample costs at a noise level.
 
-    unet_calls(denoiser, sigma) also validates sigma for the variant (raises ValueError).
+    unet_calls(denoiser, sigma) also validates sigma for the variant (raises ValueError). deterministic:
+    the purifier draws no noise, so every copy of an image is purified alike (an expectation over its
+    noise is one sample).
     """
 
     name: str
@@ -71,6 +73,7 @@ class Variant:
     description: str
     default_sigma: float = 0.12
     unet_calls: UnetCalls = lambda denoiser, sigma: 0
+    deterministic: bool = False
 
 
 VARIANTS: dict[str, Variant] = {}
@@ -85,13 +88,14 @@ def register_variant(
     description: str,
     default_sigma: float = 0.12,
     unet_calls: UnetCalls | None = None,
+    deterministic: bool = False,
 ) -> Callable[[Purifier], Purifier]:
     """Decorator: register purifier `fn` as DDS variant `name` (sigma defaults in pixel units)."""
 
     def deco(fn: Purifier) -> Purifier:
         calls = unet_calls or (lambda denoiser, sigma: 0)
         VARIANTS[name] = Variant(
-            name, fn, needs_denoiser, default_samples, default_fusion, description, default_sigma, calls
+            name, fn, needs_denoiser, default_samples, default_fusion, description, default_sigma, calls, deterministic
         )
         return fn
 
@@ -195,6 +199,7 @@ def purify_denoise_only(denoiser: Denoiser | None, images: Tensor, sigma: float,
     needs_denoiser=False,
     default_samples=1,
     default_fusion="mean",
+    deterministic=True,
     description="Negative control: the input unchanged (no noise, no denoiser; sigma is ignored), m = 1. "
     "A claim that this 'DDS' also passes cannot tell a real DDS from a fake one.",
 )
