@@ -152,9 +152,11 @@ def _carlini():
 
 @pytest.fixture(scope="session")
 def embedded_tables(tmp_path_factory):
-    """The embedded-world analogue experiment, PGD at radii 0 and 8/255: every method plain, with carlini DDS
-    and with the identity control (the claims and their identity negative controls)."""
-    from harness.claims.build import METHODS
+    """The embedded-world analogue experiment, PGD at radii 0 and 8/255: every method and the baseline maps
+    (random / centre / constant), plain, with carlini DDS and with the identity control: the claims, their
+    identity controls and their baseline_maps controls, on the same images, seeds, attacks and purified
+    samples (the baseline maps share the methods' attack and DDS purification instead of redoing them)."""
+    from harness.claims.build import BASELINE_MAPS, METHODS
     from harness.runner.config import DDSSpec
 
     return _analogue_tables(
@@ -162,24 +164,7 @@ def embedded_tables(tmp_path_factory):
         "FVIT_CLAIMS_CACHE",
         name="claims-embedded",
         dds=(_carlini(), DDSSpec("identity")),
-        methods=METHODS,
-        tasks=("segmentation", "perturbation"),
-        limit=EMBEDDED_IMAGES,
-    )
-
-
-@pytest.fixture(scope="session")
-def embedded_baseline_tables(tmp_path_factory):
-    """The baseline maps (random / centre / constant) in the analogue experiment's setting, plain and with
-    carlini DDS: the baseline_maps negative controls (same images, seeds and attack as embedded_tables)."""
-    from harness.claims.build import BASELINE_MAPS
-
-    return _analogue_tables(
-        tmp_path_factory,
-        "FVIT_CLAIMS_CACHE_BASELINES",
-        name="claims-embedded-baselines",
-        dds=(_carlini(),),
-        methods=BASELINE_MAPS,
+        methods=(*METHODS, *BASELINE_MAPS),
         tasks=("segmentation", "perturbation"),
         limit=EMBEDDED_IMAGES,
     )

@@ -21,9 +21,10 @@ EXPECTATIONS = load_expectations()
 CLAIMS = load_claims()
 
 
-# Embedded claims measured in an experiment of their own (claims/conftest.py), by control; the rest share
-# `embedded_tables`. noise_only is a finding, not a negative control: its experiment runs with -m slow.
-EMBEDDED_FIXTURE = {"baseline_maps": "embedded_baseline_tables", "noise_only": "embedded_noise_only_tables"}
+# Embedded claims measured in an experiment of their own (claims/conftest.py), by control; the rest (the
+# baseline_maps controls included) share `embedded_tables`. noise_only is a finding, not a negative control:
+# its experiment runs with -m slow.
+EMBEDDED_FIXTURE = {"noise_only": "embedded_noise_only_tables"}
 SLOW_CONTROLS = ("noise_only",)
 
 
