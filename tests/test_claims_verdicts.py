@@ -145,6 +145,19 @@ def test_expectations_are_strict():
     assert decide(held, {}).action == "pass"
 
 
+def test_a_borderline_claim_accepts_the_outcomes_it_lists_and_nothing_else():
+    held = _verdict(_rows(gain=0.1))
+    tie = _verdict(_rows())
+    assert held.outcome == "held" and tie.outcome == "inconclusive"
+    borderline = {c: Expected("inconclusive", "x", "bound at 0", also_seen=("held",)) for c in (held.claim.id,)}
+    passed = decide(held, borderline)
+    assert passed.action == "pass" and "platform-sensitive" in passed.message and "bound at 0" in passed.message
+    assert decide(tie, borderline).action == "xfail"
+    vacuous = {held.claim.id: Expected("vacuous", "x", "why", also_seen=("inconclusive",))}
+    assert decide(tie, vacuous).action == "xfail" and "platform-sensitive" in decide(tie, vacuous).message
+    assert decide(held, vacuous).action == "fail"  # held is not listed: the list must be updated
+
+
 def test_controls_must_not_hold():
     held = evaluate(
         _claim(metric="mIoU", control="identity", expect="not_held"), {"rows": _rows(gain=0.1)}, resamples=300
@@ -166,6 +179,12 @@ def test_malformed_expectations_are_refused(tmp_path):
     path.write_text("x:\n  outcome: vacuous\n")
     with pytest.raises(ValueError, match="keys"):
         load_expectations(path)
+    for bad in ("[]", "[vacuous]", "[skipped]", "[maybe]"):
+        path.write_text(f"x:\n  outcome: vacuous\n  measured: m\n  reason: r\n  also_seen: {bad}\n")
+        with pytest.raises(ValueError, match="also_seen"):
+            load_expectations(path)
+    path.write_text("x:\n  outcome: vacuous\n  measured: m\n  reason: r\n  also_seen: held\n")
+    assert load_expectations(path)["x"].also_seen == ("held",)
     assert load_expectations(tmp_path / "missing.yaml") == {}
 
 
@@ -206,3 +225,12 @@ def test_expectations_are_drafted_from_a_verdict_table(tmp_path):
         tmp_path / "verdicts.csv", {"a": Expected("vacuous", "old", "a human reason")}, registered={"a"}
     )
     assert "a human reason" in kept
+    # A borderline entry keeps its reason and other outcomes, and stays listed while it is held.
+    borderline = {
+        "a": Expected("inconclusive", "old", "bound at 0", ("held", "vacuous")),
+        "b": Expected("vacuous", "old", "b is borderline", ("held",)),
+    }
+    path.write_text(draft_expectations(tmp_path / "verdicts.csv", borderline, registered={"a", "b"}))
+    listed = load_expectations(path)
+    assert listed["a"] == Expected("vacuous", listed["a"].measured, "bound at 0", ("held", "inconclusive"))
+    assert listed["b"] == Expected("vacuous", "old", "b is borderline", ("held",))
