@@ -218,6 +218,22 @@ def test_fused_attention_is_switched_off(images, when):
     assert not any(getattr(m, "fused_attn", False) for m in model.modules())
 
 
+def test_fused_attention_for_predictions_is_scoped_and_equal(model, images):
+    from harness.models.classifier import fused_attention
+
+    with torch.no_grad():
+        plain = model(images)
+        with fused_attention(model):
+            assert all(m.fused_attn for m in model.modules() if hasattr(m, "fused_attn"))
+            fused = model(images)
+            inner = explain("rollout", model, images[:1], 2)  # capture_attention still sees the attention
+    assert not any(getattr(m, "fused_attn", False) for m in model.modules())
+    torch.testing.assert_close(fused, plain, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(inner, explain("rollout", model, images[:1], 2))
+    with fused_attention(lambda x: x):  # not a module: nothing to switch
+        pass
+
+
 # ----------------------------------------------------------------------------- plug-in
 @pytest.fixture
 def plugin_name():

@@ -33,6 +33,8 @@ from typing import Literal
 import numpy as np
 import torch
 
+from harness.models.classifier import fused_attention
+
 PERTURBATION_STEPS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 CURVE_X: tuple[float, ...] = (0.0, *PERTURBATION_STEPS)
 EXPLAINED_CLASSES: tuple[str, ...] = ("pred", "target")
@@ -83,7 +85,8 @@ def perturb_images(
 
 @torch.no_grad()
 def _top1(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, max_batch: int) -> torch.Tensor:
-    return torch.cat([model(chunk).argmax(dim=1) for chunk in images.split(max_batch)])
+    with fused_attention(model):  # nothing reads the attention of these forwards
+        return torch.cat([model(chunk).argmax(dim=1) for chunk in images.split(max_batch)])
 
 
 def perturbation_correctness(

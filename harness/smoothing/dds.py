@@ -24,7 +24,7 @@ import torch
 from torch import Generator, Tensor
 
 from harness.explainers.registry import Explainer, normalise_maps, resolve_target
-from harness.models.classifier import ViTClassifier
+from harness.models.classifier import ViTClassifier, fused_attention
 from harness.models.denoiser import Denoiser
 from harness.smoothing.fusion import get_fusion, uses_raw_maps
 
@@ -341,7 +341,7 @@ class SmoothedExplainer:
 
     def predicted_classes(self, model: ViTClassifier, purified: torch.Tensor) -> torch.Tensor:
         """The class the model predicts on each purified sample, (B*m,)."""
-        with torch.no_grad():
+        with torch.no_grad(), fused_attention(model):  # nothing reads the attention of these forwards
             return torch.cat(
                 [model(purified[i : i + self.max_batch]).argmax(1) for i in range(0, purified.shape[0], self.max_batch)]
             )
