@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from harness.cost.timing import (
     MEASURES,
@@ -24,36 +23,14 @@ from harness.smoothing.dds import VARIANTS, get_variant
 TINY = CostSettings(images=1, batch_size=1, warmup=False, sigma=1.5 / 255, samples=1, carbon_intensity_g_per_kwh=200.0)
 
 
-# The table's bookkeeping does not depend on the models' size: random models smaller than the embedded world's
-# (a 2-block ViT, Transformer Attribution's minimum; a 1-level UNet at 16 px, its mid block's attention kept)
-# make its 56 cells and their FLOP counts (every op through torch's FlopCounterMode) cheap.
-# `embedded_models` itself runs in the CLI test below (--random-weights).
-TINY_VIT_DEPTH = 2
-TINY_UNET = dict(
-    sample_size=16,
-    block_out_channels=(16,),
-    down_block_types=("DownBlock2D",),
-    up_block_types=("UpBlock2D",),
-    attention_head_dim=8,
-)
-
-
 @pytest.fixture(scope="module")
 def tiny_world():
-    from diffusers import UNet2DModel
-    from timm.models.vision_transformer import VisionTransformer
+    """Random models smaller than the embedded world's (tests/tiny_models.py): the table's bookkeeping does not
+    depend on model size, and its 56 cells and their FLOP counts (every op through torch's FlopCounterMode) get
+    cheap. `embedded_models` itself runs in the CLI test below (--random-weights)."""
+    from tiny_models import tiny_denoiser, tiny_vit
 
-    from harness.models.classifier import ViTClassifier
-    from harness.models.denoiser import Denoiser
-    from harness.models.mini import MINI_UNET_CONFIG, MINI_VIT_CONFIG, MINI_VIT_NORM
-    from harness.smoothing.timesteps import linear_alphas_cumprod
-
-    torch.manual_seed(0)
-    vit = VisionTransformer(**{**MINI_VIT_CONFIG, "depth": TINY_VIT_DEPTH})
-    model = ViTClassifier(vit, **MINI_VIT_NORM, name="random-tiny-vit")
-    unet = UNet2DModel(**{**MINI_UNET_CONFIG, **TINY_UNET})
-    denoiser = Denoiser(unet, linear_alphas_cumprod(), name="random-tiny-unet")
-    return model, denoiser, embedded_images(2)
+    return tiny_vit(), tiny_denoiser(), embedded_images(2)
 
 
 @pytest.fixture(scope="module")
