@@ -56,14 +56,17 @@ def test_cli_plan_writes_the_paper_matrix(tmp_path, capsys):
 
 
 def test_a_run_makes_exactly_the_planned_unet_calls_shared_by_methods(tmp_path, monkeypatch):
-    """fvit and re: the UNet sees each purified sample once per (image, radius), whatever the number of methods."""
+    """fvit and re: the UNet sees each purified sample once per (image, radius), whatever the number of methods.
+
+    The calls are counted on a small random UNet (tests/tiny_models.py): how many there are does not depend on
+    the UNet's weights or size, only on the run's DDS settings and how it shares the purified samples."""
+    from tiny_models import tiny_denoiser
+
     import harness.runner.experiment as experiment
     from harness.cost.bench import write_ratio_table
-    from harness.models.denoiser import load_denoiser
-    from harness.models.mini import MINI_DENOISER_DIR
 
     seen: list[int] = []
-    den = load_denoiser(MINI_DENOISER_DIR)
+    den = tiny_denoiser()
     den.unet.register_forward_hook(lambda mod, args, out: seen.append(args[0].shape[0]))
     monkeypatch.setattr(experiment, "load_denoiser_for", lambda cfg: den)
     rows = []

@@ -14,7 +14,6 @@ from harness.cost.timing import (
     add_ratios,
     cost_table,
     embedded_images,
-    embedded_models,
     write_cost_report,
 )
 from harness.explainers.registry import names
@@ -26,8 +25,12 @@ TINY = CostSettings(images=1, batch_size=1, warmup=False, sigma=1.5 / 255, sampl
 
 @pytest.fixture(scope="module")
 def tiny_world():
-    model, denoiser, provenance = embedded_models(random_weights=True)
-    return model, denoiser, embedded_images(2)
+    """Random models smaller than the embedded world's (tests/tiny_models.py): the table's bookkeeping does not
+    depend on model size, and its 56 cells and their FLOP counts (every op through torch's FlopCounterMode) get
+    cheap. `embedded_models` itself runs in the CLI test below (--random-weights)."""
+    from tiny_models import tiny_denoiser, tiny_vit
+
+    return tiny_vit(), tiny_denoiser(), embedded_images(2)
 
 
 @pytest.fixture(scope="module")

@@ -25,8 +25,9 @@ def test_shipped_vit_reaches_90_percent_top1(mini_vit):
 
 
 def test_shipped_denoiser_one_shot_raises_psnr(mini_denoiser):
-    # 100 images (one UNet batch per sigma): the recipe's 200-image gains are 8.7..12.2 dB, far above the bar.
-    gains = one_shot_psnr_gain(mini_denoiser, tuple(s / 255 for s in BAR_SIGMAS_255), length=100)
+    # 32 images (one UNet batch per sigma): gains 8.8..12.3 dB, within 0.1 dB of those on 100 images and of the
+    # recipe's 200-image 8.7..12.2 dB (the PSNR is over all pixels, so it settles fast), far above the bar.
+    gains = one_shot_psnr_gain(mini_denoiser, tuple(s / 255 for s in BAR_SIGMAS_255), length=32)
     for sigma, g in gains.items():
         print(
             f"sigma={sigma * 255:.0f}/255 (pixel units): noisy {g['noisy_db']:.2f} dB -> "

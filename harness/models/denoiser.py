@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import DDPMScheduler, UNet2DModel
 from torch import nn
 
 from harness.smoothing.timesteps import (
@@ -39,6 +39,9 @@ from harness.smoothing.timesteps import (
     respaced_timesteps,
     sampling_schedule,
 )
+
+if TYPE_CHECKING:  # diffusers (~3 s to import) only where a UNet is loaded: load_denoiser
+    from diffusers import UNet2DModel
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -252,6 +255,8 @@ class Denoiser(nn.Module):
 
 def load_denoiser(directory: str | Path, name: str | None = None) -> Denoiser:
     """Load a diffusers UNet2DModel (+ optional `scheduler/` subfolder) saved with save_pretrained."""
+    from diffusers import DDPMScheduler, UNet2DModel
+
     directory = Path(directory)
     config_path = directory / "config.json"
     if not config_path.is_file():

@@ -14,16 +14,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-
-from harness.attacks.pgd import pgd_linf  # noqa: E402
-from harness.metrics.faithfulness import topk_overlap  # noqa: E402
-from harness.models.classifier import ViTClassifier  # noqa: E402
+from harness.attacks.pgd import pgd_linf
+from harness.metrics.faithfulness import topk_overlap
+from harness.models.classifier import ViTClassifier
+from harness.report.plots import pyplot
 
 RADIUS_255 = 8.0  # the claims' attack radius (docs/PROTOCOL.md section 1: PGD 8/255)
 NO_DDS = "none"
@@ -160,6 +157,7 @@ def render_gallery(
     variant) the clean and the attacked map, with the prediction and top-k overlap written under each."""
     settings = [NO_DDS, *variants]
     columns = 3 + 2 * len(settings)
+    plt = pyplot()
     fig, axes = plt.subplots(
         len(images), columns, figsize=(1.75 * columns, 2.05 * len(images) + 0.9), squeeze=False, layout="constrained"
     )

@@ -10,14 +10,9 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-
-from harness.metrics.registry import get_metric  # noqa: E402
+from harness.metrics.registry import get_metric
 
 PLOTTED = {
     "segmentation": ("pixel_accuracy", "mIoU", "mAP"),
@@ -33,6 +28,17 @@ TITLES = {
     "extra_metrics": "Metrics beyond the papers (opt-in tasks)",
 }
 WIDTH_IN, DPI = 12.0, 100  # 1200 px
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (files only), imported at the first figure: a run process that
+    draws none (a shard other than 0, a killed run) does not pay matplotlib's import."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def plotted(name: str, table: pd.DataFrame) -> tuple[str, ...]:
@@ -51,6 +57,9 @@ def metric_vs_radius(
 ) -> Path:
     """One panel per method: `metric` against radius (1/255 pixel units), a line per DDS setting, the
     95% interval (columns `<metric>_lo`, `<metric>_hi` of `intervals`) as a band around it."""
+    from matplotlib.patches import Patch
+
+    plt = pyplot()
     methods = sorted(table["method"].unique())
     cols = min(4, len(methods))
     rows = (len(methods) + cols - 1) // cols
