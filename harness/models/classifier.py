@@ -22,13 +22,28 @@ def disable_fused_attention(model: nn.Module) -> int:
     return changed
 
 
+_FUSED_ALLOWED = [True]  # `unfused_attention_only` clears it while torch's FLOP counter runs
+
+
+@contextmanager
+def unfused_attention_only() -> Iterator[None]:
+    """Inside, `fused_attention` is a no-op: torch's FLOP counter does not see the matrix products inside
+    the CPU SDPA kernel, so counting runs the unfused attention (the same products, counted)."""
+    _FUSED_ALLOWED.append(False)
+    try:
+        yield
+    finally:
+        _FUSED_ALLOWED.pop()
+
+
 @contextmanager
 def fused_attention(model: object) -> Iterator[None]:
     """timm's fused attention (scaled_dot_product_attention) inside the block, for forwards whose attention
     nothing reads (predictions, the perturbation test): about 30% faster on the mini ViT on a CPU, and equal
     to the unfused forward up to float rounding. A no-op for a model without timm attention modules (or not
     an nn.Module); `capture_attention` turns fused attention off again for its own forward."""
-    modules = [m for m in model.modules() if hasattr(m, "fused_attn")] if isinstance(model, nn.Module) else []
+    use = isinstance(model, nn.Module) and _FUSED_ALLOWED[-1]
+    modules = [m for m in model.modules() if hasattr(m, "fused_attn")] if use else []
     before = [m.fused_attn for m in modules]
     for m in modules:
         m.fused_attn = True
