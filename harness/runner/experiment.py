@@ -27,7 +27,7 @@ from harness.data.registry import get_dataset
 from harness.explainers.registry import get_explainer
 from harness.metrics.extra import extra_metric_columns
 from harness.metrics.faithfulness import topk_overlap
-from harness.metrics.perturbation import deletion_order, perturbation_correctness
+from harness.metrics.perturbation import clean_correctness, deletion_order, perturbation_correctness
 from harness.metrics.segmentation import segmentation_stats
 from harness.models.classifier import ViTClassifier
 from harness.models.denoiser import Denoiser, load_denoiser
@@ -182,11 +182,16 @@ class PerturbationCache:
     def __init__(self, model: ViTClassifier, clean: torch.Tensor, labels: torch.Tensor) -> None:
         self.model, self.clean, self.labels = model, clean, labels
         self._store: dict[tuple[bool, bytes], torch.Tensor] = {}
+        self._clean: torch.Tensor | None = None  # the curves' shared first point
 
     def correctness(self, maps: torch.Tensor, positive: bool) -> torch.Tensor:
         key = (positive, deletion_order(maps, positive).cpu().numpy().tobytes())
         if key not in self._store:
-            self._store[key] = perturbation_correctness(self.model, self.clean, maps, self.labels, positive)
+            if self._clean is None:
+                self._clean = clean_correctness(self.model, self.clean, self.labels)
+            self._store[key] = perturbation_correctness(
+                self.model, self.clean, maps, self.labels, positive, clean=self._clean
+            )
         return self._store[key]
 
 
