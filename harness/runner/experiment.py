@@ -259,8 +259,9 @@ def _adaptive(
     explainer,
     seed: int,
     done: dict[tuple, torch.Tensor],
-) -> torch.Tensor:
-    """The adaptive attack on `method`'s map, through the unit's DDS variant (with EOT) when it has one.
+) -> tuple[str, torch.Tensor]:
+    """The adaptive attack on `method`'s map, through the unit's DDS variant (with EOT) when it has one:
+    a name of the attacked batch (the units that share it share its purified samples too) and the batch.
 
     A method attacked through a surrogate (`attack_form`) gets the very attack of the method it stands in for
     (same differentiable form, inputs and seed): `done` keeps each attacked batch by what determines it."""
@@ -290,7 +291,7 @@ def _adaptive(
             topk=cfg.topk,
             seed=seed,
         )
-    return done[key]
+    return f"{key[0]}-{variant}", done[key]
 
 
 def _run_chunk(
@@ -358,10 +359,10 @@ def _run_chunk(
             base = {"method": method, "dds": variant, "radius_255": float(radius_255)}
             tag = f"r{float(radius_255)}"
             if not shared:  # the adaptive attack targets this unit's own (smoothed) map
-                adv = _adaptive(cfg, model, clean, radius, method, explainer, seed, adaptive_attacks)
+                attacked, adv = _adaptive(cfg, model, clean, radius, method, explainer, seed, adaptive_attacks)
                 with torch.no_grad():
                     pred = model(adv).argmax(1)
-                tag += f"-{method}-{variant}"
+                tag += f"-{attacked}"
             trials = trials_of(explainer, radius_255, radius, adv, seed) if shared else None
             rows, maps = _unit_rows(
                 cfg,
