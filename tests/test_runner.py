@@ -80,9 +80,12 @@ def test_rows_cover_every_unit_and_tables_follow(reference):
 
 
 def _cli_in_this_fork(argv: list[str]) -> None:
-    """The CLI in a forked child, its output discarded (the child is killed: no pytest teardown runs in it)."""
+    """The CLI in a forked child, its output discarded (the child is killed: no pytest teardown runs in it).
+    One torch thread before anything else (as `--threads 1` would): libgomp hangs in a forked child that
+    opens a parallel region with more threads."""
     from harness.cli import main
 
+    torch.set_num_threads(1)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
