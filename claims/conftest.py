@@ -296,19 +296,14 @@ def cost_tables():
             if world == "embedded":
                 model, denoiser, origin = embedded_models()
                 images = embedded_images(COST_IMAGES)
-                settings = CostSettings(
-                    images=COST_IMAGES, batch_size=COST_IMAGES, sigma=EMBEDDED_SIGMA, samples=EMBEDDED_SAMPLES
-                )
-                table = cost_table(model, denoiser, images, variants=("carlini",), settings=settings)
                 # The identity control at its own m = 1: a DDS that adds no work must fail the work claim.
-                control = cost_table(
-                    model,
-                    denoiser,
-                    images,
-                    variants=("identity",),
-                    settings=CostSettings(images=COST_IMAGES, batch_size=COST_IMAGES),
+                settings = CostSettings(
+                    images=COST_IMAGES,
+                    batch_size=COST_IMAGES,
+                    sigma_by_variant=(("carlini", EMBEDDED_SIGMA),),
+                    samples_by_variant=(("carlini", EMBEDDED_SAMPLES),),
                 )
-                table = pd.concat([table, control[control["dds"] == "identity"]], ignore_index=True)
+                table = cost_table(model, denoiser, images, variants=("carlini", "identity"), settings=settings)
             else:
                 import torch
 

@@ -106,3 +106,35 @@ def test_a_run_makes_exactly_the_planned_unet_calls_shared_by_methods(tmp_path, 
             "with 1 method (1 = the purification is shared).",
         ),
     )
+
+
+def test_methods_attacked_through_one_surrogate_add_no_unet_call(tmp_path, monkeypatch):
+    """The adaptive attack: lrp and transformer_attribution are both attacked through generic attention, so
+    they share the attacked batch and its purified samples; the second method adds no UNet call."""
+    from tiny_models import tiny_denoiser
+
+    import harness.runner.experiment as experiment
+
+    seen: list[int] = []
+    den = tiny_denoiser()
+    den.unet.register_forward_hook(lambda mod, args, out: seen.append(args[0].shape[0]))
+    monkeypatch.setattr(experiment, "load_denoiser_for", lambda cfg: den)
+    counts = []
+    for methods in (("lrp",), ("lrp", "transformer_attribution")):
+        cfg = ExperimentConfig(
+            name="adaptive-shared",
+            methods=methods,
+            radii_255=(0, 8),
+            tasks=("segmentation",),
+            limit=1,
+            batch_size=1,
+            attack="adaptive",
+            attack_steps=1,
+            eot_samples=1,
+            dds=(DDSSpec("carlini", sigma=SIGMA, samples=2),),
+        )
+        seen.clear()
+        with pytest.warns(UserWarning, match="surrogate"):
+            experiment.run_experiment(cfg, tmp_path / str(len(methods)), progress=False)
+        counts.append(sum(seen))
+    assert counts[0] > 0 and counts[1] == counts[0]

@@ -275,14 +275,32 @@ def test_user_method_plugs_into_registry_and_dds(model, images, plugin_name):
 
 
 # ----------------------------------------------------------------------------- paper-size timm models
-@pytest.fixture(scope="module", params=["vit_base_patch16_224", "deit_base_patch16_224"])
-def timm_model(request):
+PAPER_MODELS = ["vit_base_patch16_224", "deit_base_patch16_224"]
+# Blocks of the paper-width models the methods run on: 3 of 12 keep every multi-block path (rollout over
+# several blocks; Transformer Attribution, which starts at block 1, combines two) at a quarter of the cost.
+SHALLOW_DEPTH = 3
+
+
+def _timm_classifier(name: str, **kwargs) -> ViTClassifier:
     import timm
 
     torch.manual_seed(0)
-    vit = timm.create_model(request.param, pretrained=False)
+    vit = timm.create_model(name, pretrained=False, **kwargs)
     cfg = vit.pretrained_cfg
-    return ViTClassifier(vit, cfg["mean"], cfg["std"], name=request.param)
+    return ViTClassifier(vit, cfg["mean"], cfg["std"], name=name)
+
+
+@pytest.fixture(scope="module", params=PAPER_MODELS)
+def timm_model(request):
+    """The paper's timm architecture as published: 12 blocks, width 768, 12 heads, 224 px, patch 16."""
+    return _timm_classifier(request.param)
+
+
+@pytest.fixture(scope="module", params=PAPER_MODELS)
+def shallow_timm_model(request):
+    """The paper's timm architecture (width 768, 12 heads, 224 px, patch 16: 196 patch tokens + class token)
+    with SHALLOW_DEPTH blocks instead of 12; the methods' code paths do not depend on the depth beyond that."""
+    return _timm_classifier(request.param, depth=SHALLOW_DEPTH)
 
 
 @pytest.fixture(scope="module")
@@ -299,7 +317,10 @@ def test_lrp_forward_equals_timm_on_paper_size_models(timm_model, paper_image):
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_every_method_runs_on_paper_size_timm_models(timm_model, paper_image, method):
-    maps = explain(method, timm_model, paper_image, target=7)
+def test_every_method_runs_on_paper_size_timm_models(shallow_timm_model, paper_image, method):
+    """Every method on the paper's architectures at 224 px (at SHALLOW_DEPTH blocks: the 12-block forward
+    is checked by the test above)."""
+    assert len(shallow_timm_model.vit.blocks) == SHALLOW_DEPTH and shallow_timm_model.vit.embed_dim == 768
+    maps = explain(method, shallow_timm_model, paper_image, target=7)
     assert maps.shape == (1, 224, 224) and maps.min() >= 0 and maps.max() <= 1
     # (with random weights GradCAM's ReLU can leave a constant, i.e. all-zero, map)

@@ -8,6 +8,7 @@ from harness.metrics.perturbation import (
     CURVE_X,
     PERTURBATION_STEPS,
     chefer_auc,
+    clean_correctness,
     deleted_counts,
     deletion_order,
     explanation_target,
@@ -90,7 +91,7 @@ def test_correctness_matches_per_image_loop_and_batches_forwards(positive):
     labels[0] = (labels[0] + 1) % 4  # one image wrong from the start
     model.calls.clear()
     correct = perturbation_correctness(model, images, maps, labels, positive)
-    assert model.calls == [10 * b]  # clean + 9 steps in one forward
+    assert model.calls == [b, 9 * b]  # the clean images alone, then the 9 steps in one forward
     assert correct.shape == (b, 10)
     for i in range(b):
         expected = [float(model(images[i : i + 1]).argmax(1).item() == labels[i])]
@@ -103,7 +104,18 @@ def test_correctness_matches_per_image_loop_and_batches_forwards(positive):
         assert correct[i].tolist() == expected
     model.calls.clear()
     assert torch.equal(perturbation_correctness(model, images, maps, labels, positive, max_batch=7), correct)
-    assert model.calls == [7, 7, 7, 7, 2]
+    assert model.calls == [3, 6, 6, 6, 6, 3]  # whole steps per call: 2 steps of 3 images fit in 7
+    model.calls.clear()
+    assert torch.equal(perturbation_correctness(model, images, maps, labels, positive, max_batch=2), correct)
+    assert model.calls == [2, 1] * 10  # a step larger than max_batch is split
+    model.calls.clear()
+    clean = clean_correctness(model, images, labels)
+    assert clean.tolist() == correct[:, 0].tolist() and model.calls == [b]
+    model.calls.clear()
+    shared = perturbation_correctness(model, images, maps, labels, positive, clean=clean)
+    assert torch.equal(shared, correct) and model.calls == [9 * b]  # the given clean point is not recomputed
+    with pytest.raises(ValueError, match="clean correctness"):
+        perturbation_correctness(model, images, maps, labels, positive, clean=clean[:2])
 
 
 def test_relevant_region_separates_positive_from_negative():

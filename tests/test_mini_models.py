@@ -48,8 +48,8 @@ def test_shipped_vit_supports_the_perturbation_test(mini_vit):
 
     images, labels, _ = stack(EmbeddedShapes("test"), range(100))
     maps = explain("rollout", mini_vit, images)
-    at_10 = {
-        pos: perturbation_correctness(mini_vit, images, maps, labels, pos)[:, 1].float().mean().item()
+    at_10 = {  # only the 10% step is read: the other 8 are not computed (the same 77% / 26%)
+        pos: perturbation_correctness(mini_vit, images, maps, labels, pos, steps=(0.1,))[:, 1].float().mean().item()
         for pos in (True, False)
     }
     print(f"top-1 with 10% deleted: most relevant first {at_10[True]:.2f}, least relevant first {at_10[False]:.2f}")

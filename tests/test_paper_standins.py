@@ -7,9 +7,7 @@ step instead of 45), 1 DDS sample per image in `run`, radii 0 and 8/255.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -166,36 +164,29 @@ def _claims_tree(tmp_path: Path) -> Path:
     return tree
 
 
-def _claims(tree: Path, env: dict[str, str], select: str) -> pd.DataFrame:
-    env = {
-        **os.environ,
-        **env,
-        "PYTHONPATH": str(REPO),
-        "FVIT_CLAIMS_LIMIT": "1",
-        "FVIT_CLAIMS_DDS_SIGMA": str(SMOKE_SIGMA),
-        "FVIT_CLAIMS_OUT": str(tree / "runs"),
-        "OMP_NUM_THREADS": "2",
-    }
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "claims/test_claims.py",
-            "-m",
-            "gpu",
-            "-k",
-            select,
-            "-q",
-            "-p",
-            "no:cacheprovider",
-        ],
-        cwd=tree,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr[-3000:]  # 1: random weights fail values
+def _claims(tree: Path, env: dict[str, str], select: str, monkeypatch) -> pd.DataFrame:
+    """`pytest claims/test_claims.py -m gpu -k select` from `tree`, run in this process: the same session,
+    conftest and verdict table as that command in a shell, without a second interpreter importing torch,
+    timm and diffusers again. The copy's `claims` package is imported for the run only (a `claims` module
+    this process holds is set aside and put back); the verdict table goes to the copy's reports/."""
+    settings = {**env, "FVIT_CLAIMS_LIMIT": "1", "FVIT_CLAIMS_DDS_SIGMA": str(SMOKE_SIGMA)}
+    for key, value in {**settings, "FVIT_CLAIMS_OUT": str(tree / "runs")}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(tree)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # pytest puts the copy first on it
+
+    def ours(name: str) -> bool:
+        return name == "claims" or name.startswith("claims.")
+
+    aside = {name: sys.modules.pop(name) for name in [m for m in sys.modules if ours(m)]}
+    try:
+        code = pytest.main(["claims/test_claims.py", "-m", "gpu", "-k", select, "-q", "-p", "no:cacheprovider"])
+        assert Path(sys.modules["claims.conftest"].__file__).is_relative_to(tree)  # the copy's, not the repo's
+    finally:
+        for name in [m for m in sys.modules if ours(m)]:
+            del sys.modules[name]
+        sys.modules.update(aside)
+    assert code in (0, 1), f"pytest exit status {code}"  # 1: random weights fail values
     return pd.read_csv(tree / "reports" / "claims" / "verdicts.csv")
 
 
@@ -216,14 +207,14 @@ def test_plain_claims_need_no_denoiser(monkeypatch):
     assert [d.variant for d in paper_config(claims, group_of(dds)).dds] == ["fvit"]
 
 
-def test_claims_gpu_path_runs_on_cpu_as_a_smoke_run(paper_env, tmp_path):
+def test_claims_gpu_path_runs_on_cpu_as_a_smoke_run(paper_env, tmp_path, monkeypatch):
     """`pytest claims -m gpu` with the files present: the claim is measured (not skipped) on the CPU, and
     the verdict table says it is a smoke run. Random weights: a value claim may fail, so exit 1 is fine.
     The DDS claim is measured in one of the smallest experiments (Re's DDS, 1 method, radius 0: 2 units instead of the
     32 of FViT's segmentation group); each shipped config with every variant and an attack runs above."""
     tree = _claims_tree(tmp_path)
     dds_id = "re2025-dev_run_760-transformer_attribution-re-r0-positive_auc"
-    verdicts = _claims(tree, paper_env, dds_id).set_index("claim")
+    verdicts = _claims(tree, paper_env, dds_id, monkeypatch).set_index("claim")
     column = "outcome" if "outcome" in verdicts else "verdict"
     assert verdicts.loc[dds_id, column] != "skipped" and pd.notna(verdicts.loc[dds_id, "measured"])
     md = (tree / "reports" / "claims" / "verdicts.md").read_text()

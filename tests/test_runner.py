@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
 import shutil
 import signal
@@ -31,7 +32,6 @@ SMALL = ExperimentConfig(
     limit=6,
     batch_size=2,
 )
-CLI = [sys.executable, "-m", "harness.cli"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
@@ -79,12 +79,32 @@ def test_rows_cover_every_unit_and_tables_follow(reference):
     assert hit["prediction_flipped"].item() == pytest.approx((first["pred"] != first["clean_pred"]).mean())
 
 
+def _cli_in_this_fork(argv: list[str]) -> None:
+    """The CLI in a forked child, its output discarded (the child is killed: no pytest teardown runs in it).
+    One torch thread before anything else (as `--threads 1` would): libgomp hangs in a forked child that
+    opens a parallel region with more threads."""
+    from harness.cli import main
+
+    torch.set_num_threads(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    main(argv)
+
+
 def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, reference):
+    """`fvit-bench run` SIGKILLed mid-run leaves a store that the same run resumes to the uninterrupted rows.
+
+    The killed run is a fork of this process running the CLI (`run --threads 1`, as the subprocesses of the
+    other tests): it has torch, timm and diffusers imported already, so it reaches its first rows seconds
+    sooner than a fresh interpreter; SIGKILL ends it as abruptly as any process (no cleanup, lock and store
+    left as they are)."""
     cfg_path = _write_config(tmp_path / "small.yaml", SMALL)
-    cmd = [*CLI, "run", "--config", str(cfg_path), "--out", str(tmp_path), "--threads", "1"]
-    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    argv = ["run", "--config", str(cfg_path), "--out", str(tmp_path), "--threads", "1"]
+    proc = multiprocessing.get_context("fork").Process(target=_cli_in_this_fork, args=(argv,), daemon=True)
+    proc.start()
     store, deadline, stored = tmp_path / "rows.sqlite", time.time() + 240, 0
-    while time.time() < deadline and proc.poll() is None:
+    while time.time() < deadline and proc.is_alive():
         if store.exists():
             try:
                 with sqlite3.connect(store) as conn:
@@ -93,10 +113,11 @@ def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, reference):
                 stored = 0
             if stored >= 5:
                 break
-        time.sleep(0.2)
-    assert proc.poll() is None, "the run finished before it could be killed; make SMALL bigger"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+        time.sleep(0.05)
+    assert proc.is_alive(), f"the run ended (exit code {proc.exitcode}) before it could be killed; make SMALL bigger"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join()
+    assert proc.exitcode == -signal.SIGKILL
     partial = load_rows(tmp_path, SMALL)
     assert 0 < len(partial) < len(reference)
     with _one_thread():  # resume in this process: what matters is the store the killed process left

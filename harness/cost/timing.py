@@ -57,7 +57,9 @@ class CostSettings:
     call) before its cells, so lazy initialisation is not timed; sigma: DDS noise std
     in [0,1] pixel units for every variant (None = `sigma_by_variant`'s entry, else the variant's default);
     sigma_by_variant: (variant, sigma) pairs used when `sigma` is None (the CLI passes the `run` config's,
-    so both commands share one default); samples: DDS m (None = the variant's default); seed: DDS noise seed;
+    so both commands share one default); samples: DDS m for every variant (None = `samples_by_variant`'s
+    entry, else the variant's default); samples_by_variant: (variant, m) pairs used when `samples` is None;
+    seed: DDS noise seed;
     country_iso_code / carbon_intensity_g_per_kwh: see `EmissionsMeter`.
     """
 
@@ -68,6 +70,7 @@ class CostSettings:
     sigma: float | None = None
     sigma_by_variant: tuple[tuple[str, float], ...] = ()
     samples: int | None = None
+    samples_by_variant: tuple[tuple[str, int], ...] = ()
     seed: int = 0
     country_iso_code: str = DEFAULT_COUNTRY
     carbon_intensity_g_per_kwh: float | None = None
@@ -200,7 +203,8 @@ def cost_table(
         rows.append(plain_row)
         for v in variants:
             sigma = settings.sigma if settings.sigma is not None else dict(settings.sigma_by_variant).get(v)
-            wrapped = smooth(plain, denoiser, v, sigma=sigma, samples=settings.samples, seed=settings.seed)
+            samples = settings.samples if settings.samples is not None else dict(settings.samples_by_variant).get(v)
+            wrapped = smooth(plain, denoiser, v, sigma=sigma, samples=samples, seed=settings.seed)
             row = _cell(method, v, wrapped, model, images, settings)
             unet = wrapped.n_samples * wrapped.unet_calls_per_sample * unet_flops
             row["predicted_flops_ratio"] = wrapped.n_samples + unet / plain_row["flops_per_image"]

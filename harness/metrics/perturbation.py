@@ -89,6 +89,26 @@ def _top1(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, m
         return torch.cat([model(chunk).argmax(dim=1) for chunk in images.split(max_batch)])
 
 
+def _check_labels(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    labels = torch.as_tensor(labels, device=images.device).long().reshape(-1)
+    if labels.numel() != images.shape[0]:
+        raise ValueError(f"{labels.numel()} labels for a batch of {images.shape[0]} images")
+    if (labels < 0).any():
+        raise ValueError("the perturbation test needs ground-truth labels; got a negative label (no label)")
+    return labels
+
+
+def clean_correctness(
+    model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, labels: torch.Tensor, max_batch: int = 256
+) -> torch.Tensor:
+    """(B,) float top-1 correctness of the clean images: every curve's first point. The clean images go
+    through the model on their own, so one result serves every map of the batch bit for bit."""
+    if max_batch < 1:
+        raise ValueError(f"max_batch must be positive, got {max_batch}")
+    labels = _check_labels(images, labels)
+    return (_top1(model, images, max_batch) == labels).float()
+
+
 def perturbation_correctness(
     model: Callable[[torch.Tensor], torch.Tensor],
     images: torch.Tensor,
@@ -97,24 +117,29 @@ def perturbation_correctness(
     positive: bool,
     steps: Sequence[float] = PERTURBATION_STEPS,
     max_batch: int = 256,
+    clean: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(B, 1 + S) float correctness in {0, 1}: [clean, step 1, ..., step S] per image.
 
     images: clean (B, 3, H, W) in [0, 1]; maps: (B, H, W) ranking the pixels (any real scale);
-    labels: (B,) ground-truth classes. The clean and all perturbed images go through the model
-    together, in chunks of at most `max_batch` images.
+    labels: (B,) ground-truth classes. The perturbed images go through the model a whole number of
+    steps at a time (at most `max_batch` images per call, one step split when B exceeds it), the clean
+    images in a call of their own; `clean`: their correctness from `clean_correctness` on the same model,
+    images and labels, to share it among the maps of a batch (default: computed here).
     """
     _check_maps(images, maps)
-    labels = torch.as_tensor(labels, device=images.device).long().reshape(-1)
-    if labels.numel() != images.shape[0]:
-        raise ValueError(f"{labels.numel()} labels for a batch of {images.shape[0]} images")
-    if (labels < 0).any():
-        raise ValueError("the perturbation test needs ground-truth labels; got a negative label (no label)")
+    labels = _check_labels(images, labels)
     if max_batch < 1:
         raise ValueError(f"max_batch must be positive, got {max_batch}")
-    stack = torch.cat([images[None], perturb_images(images, maps, positive, steps)])  # (1 + S, B, 3, H, W)
-    pred = _top1(model, stack.flatten(0, 1), max_batch).view(stack.shape[0], -1)
-    return (pred == labels[None]).float().T
+    if clean is None:
+        clean = clean_correctness(model, images, labels, max_batch)
+    elif tuple(clean.shape) != (images.shape[0],):
+        raise ValueError(f"clean correctness must be ({images.shape[0]},); got {tuple(clean.shape)}")
+    stack = perturb_images(images, maps, positive, steps)  # (S, B, 3, H, W)
+    per_call = max(1, max_batch // images.shape[0])  # whole steps per model call
+    pred = torch.cat([_top1(model, part.flatten(0, 1), max_batch) for part in stack.split(per_call)])
+    perturbed = (pred.view(stack.shape[0], -1) == labels[None]).float().T
+    return torch.cat([clean.to(perturbed)[:, None], perturbed], dim=1)
 
 
 def chefer_auc(curve: np.ndarray | torch.Tensor | Sequence[float]) -> np.ndarray | float:

@@ -27,7 +27,7 @@ from harness.data.registry import get_dataset
 from harness.explainers.registry import get_explainer
 from harness.metrics.extra import extra_metric_columns
 from harness.metrics.faithfulness import topk_overlap
-from harness.metrics.perturbation import deletion_order, perturbation_correctness
+from harness.metrics.perturbation import clean_correctness, deletion_order, perturbation_correctness
 from harness.metrics.segmentation import segmentation_stats
 from harness.models.classifier import ViTClassifier
 from harness.models.denoiser import Denoiser, load_denoiser
@@ -182,11 +182,16 @@ class PerturbationCache:
     def __init__(self, model: ViTClassifier, clean: torch.Tensor, labels: torch.Tensor) -> None:
         self.model, self.clean, self.labels = model, clean, labels
         self._store: dict[tuple[bool, bytes], torch.Tensor] = {}
+        self._clean: torch.Tensor | None = None  # the curves' shared first point
 
     def correctness(self, maps: torch.Tensor, positive: bool) -> torch.Tensor:
         key = (positive, deletion_order(maps, positive).cpu().numpy().tobytes())
         if key not in self._store:
-            self._store[key] = perturbation_correctness(self.model, self.clean, maps, self.labels, positive)
+            if self._clean is None:
+                self._clean = clean_correctness(self.model, self.clean, self.labels)
+            self._store[key] = perturbation_correctness(
+                self.model, self.clean, maps, self.labels, positive, clean=self._clean
+            )
         return self._store[key]
 
 
@@ -254,8 +259,9 @@ def _adaptive(
     explainer,
     seed: int,
     done: dict[tuple, torch.Tensor],
-) -> torch.Tensor:
-    """The adaptive attack on `method`'s map, through the unit's DDS variant (with EOT) when it has one.
+) -> tuple[str, torch.Tensor]:
+    """The adaptive attack on `method`'s map, through the unit's DDS variant (with EOT) when it has one:
+    a name of the attacked batch (the units that share it share its purified samples too) and the batch.
 
     A method attacked through a surrogate (`attack_form`) gets the very attack of the method it stands in for
     (same differentiable form, inputs and seed): `done` keeps each attacked batch by what determines it."""
@@ -285,7 +291,7 @@ def _adaptive(
             topk=cfg.topk,
             seed=seed,
         )
-    return done[key]
+    return f"{key[0]}-{variant}", done[key]
 
 
 def _run_chunk(
@@ -353,10 +359,10 @@ def _run_chunk(
             base = {"method": method, "dds": variant, "radius_255": float(radius_255)}
             tag = f"r{float(radius_255)}"
             if not shared:  # the adaptive attack targets this unit's own (smoothed) map
-                adv = _adaptive(cfg, model, clean, radius, method, explainer, seed, adaptive_attacks)
+                attacked, adv = _adaptive(cfg, model, clean, radius, method, explainer, seed, adaptive_attacks)
                 with torch.no_grad():
                     pred = model(adv).argmax(1)
-                tag += f"-{method}-{variant}"
+                tag += f"-{attacked}"
             trials = trials_of(explainer, radius_255, radius, adv, seed) if shared else None
             rows, maps = _unit_rows(
                 cfg,

@@ -102,6 +102,7 @@ def train_mini_denoiser(
     }
     meta["threads"] = threads
     out_dir = Path(out_dir)
+    unet.to(memory_format=torch.contiguous_format)  # Denoiser made it channels-last; safetensors stores contiguous
     unet.save_pretrained(str(out_dir))
     DDPMScheduler(**MINI_SCHEDULER_CONFIG).save_pretrained(str(out_dir / "scheduler"))
     (out_dir / "training_meta.json").write_text(json.dumps(meta, indent=2) + "\n")
