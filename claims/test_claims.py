@@ -13,7 +13,7 @@ import pytest
 from claims.conftest import record, record_skip
 from harness.claims.build import ADAPTIVE_ATTACK, COST_DATASET
 from harness.claims.evaluate import evaluate
-from harness.claims.expectations import decide, load_expectations
+from harness.claims.expectations import control_family_held, decide, load_expectations
 from harness.claims.paper import DATASET_OF, missing_inputs
 from harness.claims.registry import Claim, load_claims
 
@@ -26,6 +26,19 @@ CLAIMS = load_claims()
 # its experiment runs with -m slow.
 EMBEDDED_FIXTURE = {"noise_only": "embedded_noise_only_tables"}
 SLOW_CONTROLS = ("noise_only",)
+# Negative controls are judged with their family (same control, same experiment): claim id -> held beyond chance.
+_FAMILY_HELD: dict[tuple[str, int], dict[str, bool]] = {}
+
+
+def _family_held(claim: Claim, tables: dict) -> bool | None:
+    """Whether a negative control's "held" survives Holm over its family (None: not a negative control)."""
+    if not claim.control or claim.expect != "not_held":
+        return None
+    key = (claim.control, id(tables))
+    if key not in _FAMILY_HELD:
+        family = [c for c in CLAIMS if c.control == claim.control and c.world == claim.world and c.kind == claim.kind]
+        _FAMILY_HELD[key] = control_family_held([evaluate(c, tables) for c in family if c.dataset == claim.dataset])
+    return _FAMILY_HELD[key][claim.id]
 
 
 def _param(claim: Claim):
@@ -59,7 +72,7 @@ def test_claim(claim: Claim, request):
     else:
         tables = request.getfixturevalue(EMBEDDED_FIXTURE.get(claim.control, "embedded_tables"))
     verdict = evaluate(claim, tables)
-    decision = decide(verdict, EXPECTATIONS)
+    decision = decide(verdict, EXPECTATIONS, _family_held(claim, tables))
     print(decision.message)
     record(
         verdict,

@@ -9,7 +9,13 @@ import pandas as pd
 import pytest
 
 from harness.claims.evaluate import evaluate
-from harness.claims.expectations import Expected, decide, draft_expectations, load_expectations
+from harness.claims.expectations import (
+    Expected,
+    control_family_held,
+    decide,
+    draft_expectations,
+    load_expectations,
+)
 from harness.claims.registry import DROP_RELATION, WORK_RELATION
 from tests.test_claims_registry import _claim
 
@@ -72,6 +78,26 @@ def test_an_identity_dds_is_never_held_and_fails_its_test():
         verdict = _verdict(rows, relation=relation)
         assert verdict.delta == 0.0 and verdict.interval == (0.0, 0.0) and verdict.outcome == "inconclusive"
         assert decide(verdict, {}).action == "fail"
+
+
+def _control(rows: pd.DataFrame, ident: str):
+    claim = _claim(id=ident, metric="mIoU", control="baseline_maps", expect="not_held")
+    return evaluate(claim, {"rows": rows}, resamples=500)
+
+
+def test_a_negative_control_fails_only_beyond_chance_over_its_family():
+    # 30 content-free controls: some hold on their own interval by chance (the criterion's per-claim rate);
+    # the family is judged by Holm at 5% family-wise, so chance holds pass and a real effect still fails.
+    family = [_control(_rows(n=30, gain=0.0, seed=s), f"c{s}") for s in range(30)]
+    chance = [v for v in family if v.held]
+    assert chance, "the seeds were picked to include a control held by chance"
+    strong = _control(_rows(n=30, gain=0.1, seed=99), "real")
+    held = control_family_held([*family, strong])
+    assert held["real"] and not any(held[v.claim.id] for v in chance)
+    assert decide(chance[0], {}).action == "fail"  # judged alone, a chance hold fails
+    passed = decide(chance[0], {}, held[chance[0].claim.id])
+    assert passed.action == "pass" and "does not survive Holm" in passed.message
+    assert decide(strong, {}, held["real"]).action == "fail"
 
 
 def test_an_attack_that_does_not_hurt_makes_the_claim_vacuous():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+import torch
 
 from harness.cli import main
 from harness.cost.plan import CallTimes, calls_per_image, plan_table
@@ -138,3 +139,39 @@ def test_methods_attacked_through_one_surrogate_add_no_unet_call(tmp_path, monke
             experiment.run_experiment(cfg, tmp_path / str(len(methods)), progress=False)
         counts.append(sum(seen))
     assert counts[0] > 0 and counts[1] == counts[0]
+
+
+def test_the_identity_control_reuses_the_plain_adaptive_attack(tmp_path, monkeypatch):
+    """Through the identity purifier (m = 1) the adaptive attack is the plain one bit for bit, so a run
+    with the identity control attacks once per method, and its identity rows equal the plain rows."""
+    import harness.runner.experiment as experiment
+    from harness.attacks.adaptive import adaptive_attack
+    from harness.models.mini import load_mini_vit
+    from harness.runner.experiment import load_rows
+
+    model = load_mini_vit()
+    images = torch.rand(2, 3, model.image_size, model.image_size, generator=torch.Generator().manual_seed(0))
+    kw = dict(method="rollout", eot_samples=4, steps=2, loss="topk", seed=3)
+    plain = adaptive_attack(model, images, 8 / 255, **kw)
+    assert torch.equal(adaptive_attack(model, images, 8 / 255, variant="identity", **kw), plain)
+
+    calls = []
+    real = experiment.adaptive_attack
+    monkeypatch.setattr(experiment, "adaptive_attack", lambda *a, **k: calls.append(k["variant"]) or real(*a, **k))
+    cfg = ExperimentConfig(
+        name="adaptive-identity",
+        methods=("rollout",),
+        radii_255=(0, 8),
+        tasks=("segmentation",),
+        limit=2,
+        batch_size=2,
+        attack="adaptive",
+        attack_steps=2,
+        dds=(DDSSpec("identity"),),
+    )
+    experiment.run_experiment(cfg, tmp_path, progress=False)
+    assert calls == [None]
+    rows = load_rows(tmp_path, cfg)
+    attacked = rows[rows["radius_255"] > 0].set_index(["dds", "item_id"]).sort_index()
+    columns = ["pred", "topk_overlap", "correct", "inter_fg"]
+    assert attacked.loc["identity", columns].equals(attacked.loc["none", columns])

@@ -267,6 +267,9 @@ def _adaptive(
     (same differentiable form, inputs and seed): `done` keeps each attacked batch by what determines it."""
     smoothed = isinstance(explainer, SmoothedExplainer)
     variant, sigma = (explainer.variant, explainer.sigma) if smoothed else (None, None)
+    tag = variant
+    if variant == "identity":  # through the identity purifier (m = 1) the attack is the plain one, bit for bit
+        smoothed, variant, sigma = False, None, None
     form = attack_form(method)[1]
     key = (
         form.removeprefix("surrogate:") if form != "exact" else method,
@@ -291,7 +294,7 @@ def _adaptive(
             topk=cfg.topk,
             seed=seed,
         )
-    return f"{key[0]}-{variant}", done[key]
+    return f"{key[0]}-{tag}", done[key]
 
 
 def _run_chunk(
