@@ -125,6 +125,9 @@ def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, reference):
     pd.testing.assert_frame_equal(load_rows(tmp_path, SMALL), reference)
 
 
+# Two real launcher processes (~19 s, mostly their imports): nightly (`-m slow`). The default suite covers the
+# same sharding in process: shard runs + merge (test_run_identity.py) and the launcher's variables (below).
+@pytest.mark.slow
 def test_two_torchrun_shards_merge_to_the_single_process_result(tmp_path, reference):
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     assert torchrun, "torchrun not found next to the interpreter"
