@@ -26,19 +26,25 @@ CLAIMS = load_claims()
 # its experiment runs with -m slow.
 EMBEDDED_FIXTURE = {"noise_only": "embedded_noise_only_tables"}
 SLOW_CONTROLS = ("noise_only",)
-# Negative controls are judged with their family (same control, same experiment): claim id -> held beyond chance.
-_FAMILY_HELD: dict[tuple[str, int], dict[str, bool]] = {}
+# Negative controls are judged with their family (same control, same experiment): its verdicts, and claim id ->
+# held beyond chance, evaluated once per family.
+_FAMILIES: dict[tuple[str, int], tuple[dict, dict[str, bool]]] = {}
 
 
-def _family_held(claim: Claim, tables: dict) -> bool | None:
-    """Whether a negative control's "held" survives Holm over its family (None: not a negative control)."""
+def _judge(claim: Claim, tables: dict):
+    """The claim's verdict and, for a negative control, whether its "held" survives Holm over its family."""
     if not claim.control or claim.expect != "not_held":
-        return None
+        return evaluate(claim, tables), None
     key = (claim.control, id(tables))
-    if key not in _FAMILY_HELD:
-        family = [c for c in CLAIMS if c.control == claim.control and c.world == claim.world and c.kind == claim.kind]
-        _FAMILY_HELD[key] = control_family_held([evaluate(c, tables) for c in family if c.dataset == claim.dataset])
-    return _FAMILY_HELD[key][claim.id]
+    if key not in _FAMILIES:
+        family = [
+            evaluate(c, tables)
+            for c in CLAIMS
+            if (c.control, c.world, c.kind, c.dataset) == (claim.control, claim.world, claim.kind, claim.dataset)
+        ]
+        _FAMILIES[key] = ({v.claim.id: v for v in family}, control_family_held(family))
+    verdicts, held = _FAMILIES[key]
+    return verdicts[claim.id], held[claim.id]
 
 
 def _param(claim: Claim):
@@ -71,8 +77,8 @@ def test_claim(claim: Claim, request):
         tables = request.getfixturevalue("paper_tables")(DATASET_OF.get(claim.dataset, claim.dataset))
     else:
         tables = request.getfixturevalue(EMBEDDED_FIXTURE.get(claim.control, "embedded_tables"))
-    verdict = evaluate(claim, tables)
-    decision = decide(verdict, EXPECTATIONS, _family_held(claim, tables))
+    verdict, family_held = _judge(claim, tables)
+    decision = decide(verdict, EXPECTATIONS, family_held)
     print(decision.message)
     record(
         verdict,

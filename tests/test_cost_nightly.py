@@ -22,7 +22,7 @@ def test_plan_runs_cpu_claims_compared_benchmarks_and_asv():
     steps = {s.name: s.argv for s in plan("25%", "abc123")}
     assert list(steps) == ["claims", "slow tests", "benchmarks", "asv machine", "asv run", "asv publish"]
     assert steps["claims"][-4:] == ["claims", "-m", "not gpu", "-q"]
-    assert steps["slow tests"][-4:] == ["tests", "-m", "slow and not gpu", "-q"]
+    assert steps["slow tests"][-5:] == ["tests", "--ignore=tests/bench", "-m", "slow and not gpu", "-q"]
     bench = steps["benchmarks"]
     assert {
         "--benchmark-enable",

@@ -5,7 +5,7 @@ if any step fails, and every step runs even after a failure):
 1. claims      ``pytest claims -m "not gpu"``: a failed claim fails the night. Then, when the
    paper-scale files are present (the FVIT_* variables README names), ``pytest claims -m gpu``; when
    they are not, the run says so and names what is missing. Then the unit tests the default suite
-   leaves out, ``pytest tests -m "slow and not gpu"`` (e.g. the two-process torchrun shard run).
+   leaves out, ``pytest tests --ignore=tests/bench -m "slow and not gpu"`` (e.g. the two-process torchrun shard run).
 2. benchmarks  ``pytest tests/bench -m "not gpu" --benchmark-enable --benchmark-autosave
    --benchmark-compare --benchmark-compare-fail=mean:<threshold>``: compared with the last run saved in
    .benchmarks/<machine id>/; a mean slowdown beyond the threshold fails the session. The first night
@@ -108,7 +108,8 @@ def plan(
         steps.append(Step("claims", [py, "-m", "pytest", "claims", "-m", "not gpu", "-q"]))
         if paper:
             steps.append(Step("paper claims", [py, "-m", "pytest", "claims", "-m", "gpu", "-q"]))
-        steps.append(Step("slow tests", [py, "-m", "pytest", "tests", "-m", "slow and not gpu", "-q"]))
+        slow = [py, "-m", "pytest", "tests", "--ignore=tests/bench", "-m", "slow and not gpu", "-q"]
+        steps.append(Step("slow tests", slow))  # tests/bench runs in the benchmarks step
     if bench:
         gate = ["--benchmark-compare", f"--benchmark-compare-fail={stat}:{threshold}"] if compare else []
         steps.append(
