@@ -28,7 +28,8 @@ EMBEDDED_SIGMA = 32 / 255  # carlini DDS noise std, [0,1] pixel units
 EMBEDDED_SAMPLES = 8
 COST_IMAGES = 4  # images per cost cell of the embedded cost claims
 # The adaptive attack through DDS (EOT 4, 10 steps) costs ~1.3 s per image and attacked form on 2 idle cores; the
-# 8 methods need 4 attacks (the surrogate methods reuse the attack of the form they stand in for).
+# 8 methods need 4 attacks (the surrogate methods reuse the attack of the form they stand in for). Its claims
+# run with -m slow (the nightly's claims step): the experiment alone is over a minute.
 ADAPTIVE_IMAGES = 12
 # CPU float reductions depend on the thread count: the analogue experiment always runs on 2 threads
 # (CI's cores), so its numbers, and the expectations measured from them, are the same on any machine.
@@ -192,7 +193,8 @@ def embedded_noise_only_tables(tmp_path_factory):
 @pytest.fixture(scope="session")
 def embedded_adaptive_tables(tmp_path_factory):
     """The embedded analogue under the adaptive attack on each map (top-k loss, 4 noise draws per step), plain,
-    through carlini DDS and through the identity control (claims/test_controls.py: a no-op DDS must fail)."""
+    through carlini DDS and through the identity control (claims/test_controls.py: a no-op DDS must fail).
+    Used by -m slow tests only."""
     from harness.claims.build import ADAPTIVE_METHODS
     from harness.runner.config import DDSSpec
 

@@ -26,6 +26,8 @@ CLAIMS = load_claims()
 # its experiment runs with -m slow.
 EMBEDDED_FIXTURE = {"noise_only": "embedded_noise_only_tables"}
 SLOW_CONTROLS = ("noise_only",)
+# The adaptive attack through DDS (beyond the papers) is the costliest experiment (~65-90 s on 2 cores): its
+# claims and their identity control run with -m slow, in the nightly's claims step, not in the default suite.
 # Negative controls are judged with their family (same control, same experiment): its verdicts, and claim id ->
 # held beyond chance, evaluated once per family.
 _FAMILIES: dict[tuple[str, int], tuple[dict, dict[str, bool]]] = {}
@@ -51,7 +53,7 @@ def _param(claim: Claim):
     marks = [pytest.mark.claim]
     if claim.world == "paper":
         marks.append(pytest.mark.gpu)
-    if claim.control in SLOW_CONTROLS:
+    if claim.control in SLOW_CONTROLS or claim.attack == ADAPTIVE_ATTACK:
         marks.append(pytest.mark.slow)
     return pytest.param(claim, id=claim.id, marks=marks)
 

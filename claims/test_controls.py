@@ -1,5 +1,6 @@
 """The claims can fail: replacing DDS by the identity fails every relation claim of the embedded world,
-the adaptive-attack claims included (their experiment attacks through the identity too).
+the adaptive-attack claims included (their experiment attacks through the identity too; with -m slow, as
+those claims).
 
 The per-claim negative controls (identity DDS, baseline maps, noise only) are rows of claims.yaml run
 by test_claims.py; this test checks the whole suite's logic at once on the real analogue experiment:
@@ -18,18 +19,39 @@ from harness.claims.expectations import decide
 from harness.claims.registry import load_claims
 
 
-@pytest.mark.claim
-def test_identity_dds_fails_every_embedded_relation_claim(embedded_tables, embedded_adaptive_tables, cost_tables):
-    claims = [c for c in load_claims() if c.world == "embedded" and c.kind == "relation" and not c.control]
-    assert len(claims) >= 80 and sum(c.attack == ADAPTIVE_ATTACK for c in claims) == 8
+def _relation_claims(adaptive: bool) -> list:
+    return [
+        c
+        for c in load_claims()
+        if c.world == "embedded"
+        and c.kind == "relation"
+        and not c.control
+        and (c.attack == ADAPTIVE_ATTACK) == adaptive
+    ]
+
+
+def _identity_passes(claims: list, tables_of) -> list[str]:
+    """The summaries of the claims that still pass with the identity swapped in for their DDS variant."""
     passed = []
     for claim in claims:
-        fake = dataclasses.replace(claim, dds="identity")
-        if claim.claim == "re-4":
-            tables = cost_tables("embedded")
-        else:
-            tables = embedded_adaptive_tables if claim.attack == ADAPTIVE_ATTACK else embedded_tables
-        verdict = evaluate(fake, tables, resamples=500)
+        verdict = evaluate(dataclasses.replace(claim, dds="identity"), tables_of(claim), resamples=500)
         if decide(verdict, {}).action != "fail":
             passed.append(verdict.summary())
+    return passed
+
+
+@pytest.mark.claim
+def test_identity_dds_fails_every_embedded_relation_claim(embedded_tables, cost_tables):
+    claims = _relation_claims(adaptive=False)
+    assert len(claims) >= 80
+    passed = _identity_passes(claims, lambda c: cost_tables("embedded") if c.claim == "re-4" else embedded_tables)
     assert not passed, "claims an identity 'DDS' passes:\n" + "\n".join(passed)
+
+
+@pytest.mark.claim
+@pytest.mark.slow  # the adaptive experiment runs with its claims (claims/test_claims.py)
+def test_identity_dds_fails_every_adaptive_claim(embedded_adaptive_tables):
+    claims = _relation_claims(adaptive=True)
+    assert len(claims) == 8
+    passed = _identity_passes(claims, lambda c: embedded_adaptive_tables)
+    assert not passed, "adaptive claims an identity 'DDS' passes:\n" + "\n".join(passed)
