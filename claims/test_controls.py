@@ -10,16 +10,17 @@ with the identity in place of DDS and nothing listed in expectations.yaml, no re
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import pytest
 
 from harness.claims.build import ADAPTIVE_ATTACK
 from harness.claims.evaluate import evaluate
 from harness.claims.expectations import decide
-from harness.claims.registry import load_claims
+from harness.claims.registry import Claim, load_claims
 
 
-def _relation_claims(adaptive: bool) -> list:
+def _relation_claims(adaptive: bool) -> list[Claim]:
     return [
         c
         for c in load_claims()
@@ -30,7 +31,7 @@ def _relation_claims(adaptive: bool) -> list:
     ]
 
 
-def _identity_passes(claims: list, tables_of) -> list[str]:
+def _identity_passes(claims: list[Claim], tables_of: Callable[[Claim], dict]) -> list[str]:
     """The summaries of the claims that still pass with the identity swapped in for their DDS variant."""
     passed = []
     for claim in claims:

@@ -133,9 +133,10 @@ def test_each_paper_config_runs_plain_and_with_each_variant(config, paper_env, t
     cfg = load_config(config)
     out = tmp_path / "run"
     # The perturbation configs' forwards dominate (ViT-B width at 224 px, 9 steps x 2 orders x 2 classes per
-    # map): they run at the attacked radius only; the segmentation configs keep the clean one too. No gallery
-    # (its maps are recomputed; tests/test_report.py checks it).
-    radii = "8" if cfg.dataset == "imagenet-val" else "0,8"
+    # map): they run at the attacked radius only and without a gallery (without the clean radius the gallery
+    # recomputes its maps); the segmentation configs keep the clean radius and the gallery.
+    perturbation = cfg.dataset == "imagenet-val"
+    radii = "8" if perturbation else "0,8"
     argv = [
         "run",
         "--config",
@@ -151,7 +152,7 @@ def test_each_paper_config_runs_plain_and_with_each_variant(config, paper_env, t
         "--samples",
         "1",
         "--gallery",
-        "0",
+        "0" if perturbation else "4",
         "--out",
         str(out),
     ]
