@@ -184,20 +184,29 @@ def cmd_train_mini(args: argparse.Namespace) -> int:
         kw["batch_size"] = args.batch_size
     if args.train_size is not None:
         kw["train_size"] = args.train_size
+    recipe = set(kw) == {"seed", "threads"} and args.seed == 0  # no override: the shipped checkpoint's stages
+    if not recipe and args.from_stage:
+        raise ValueError(
+            "--from-stage runs the recipe's stages: it takes no --steps, --batch-size, --train-size or --seed"
+        )
     if args.model == "vit":
         from harness.models.mini import MINI_VIT_DIR
         from harness.train.mini_vit import train_mini_vit, train_mini_vit_recipe
 
         out = Path(args.out or MINI_VIT_DIR)
-        if set(kw) == {"seed", "threads"} and args.seed == 0:
-            meta = train_mini_vit_recipe(out, threads=args.threads)  # the shipped checkpoint's three stages
+        if recipe:
+            meta = train_mini_vit_recipe(out, threads=args.threads, start=args.from_stage)
         else:
             meta = train_mini_vit(out, **kw)  # one stage with the given settings
     else:
         from harness.models.mini import MINI_DENOISER_DIR
-        from harness.train.mini_denoiser import train_mini_denoiser
+        from harness.train.mini_denoiser import train_mini_denoiser, train_mini_denoiser_recipe
 
-        meta = train_mini_denoiser(Path(args.out or MINI_DENOISER_DIR), **kw)
+        out = Path(args.out or MINI_DENOISER_DIR)
+        if recipe:
+            meta = train_mini_denoiser_recipe(out, threads=args.threads, start=args.from_stage)
+        else:
+            meta = train_mini_denoiser(out, **kw)  # one stage with the given settings
     print(json.dumps(meta, indent=2))
     return 0
 
@@ -506,8 +515,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--steps",
         type=int,
         default=None,
-        help="optimisation steps of a single stage (default: the "
-        "full recipe: the ViT's three stages, see harness.train.mini_vit.RECIPE_STAGES)",
+        help="optimisation steps of a single stage on the embedded world (default: the full recipe, see "
+        "RECIPE_STAGES in harness.train.mini_vit and harness.train.mini_denoiser: curriculum stages on the "
+        "single-shape world, then the embedded world's)",
+    )
+    train.add_argument(
+        "--from-stage",
+        type=int,
+        default=0,
+        help="run the recipe from this stage (0-based), going on from the checkpoint in --out, which must be "
+        "the output of the stage before (default 0: all stages)",
     )
     train.add_argument("--batch-size", type=int, default=None, help="batch size (default: the recipe's)")
     train.add_argument("--train-size", type=int, default=None, help="training images (default: the whole split)")
