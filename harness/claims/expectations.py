@@ -4,7 +4,8 @@ A claim's test passes when it is held. A claim measured not to hold (contradicte
 vacuous) fails unless expectations.yaml lists it with that exact outcome, the measured numbers and
 the reason; then it is a strict xfail: if the outcome changes (it starts to hold, or fails in another
 way) the test fails until the list is updated, so the list cannot go stale. Negative controls pass
-when they are not held (`expect: not_held`), or are reported as findings (`expect: report`). A negative
+when they are not held (`expect: not_held`), or are reported as findings (`expect: report`); the positive
+control (the oracle, `expect: held`) passes when held or vacuous (nothing to decide) and fails otherwise. A negative
 control judged with its family (every control claim of one kind on one experiment, `control_family_held`)
 fails only when its effect also survives Holm-Bonferroni at 5% family-wise over that family: each claim's
 interval alone has the criterion's per-claim false-alarm rate, so among tens of content-free controls a
@@ -103,6 +104,16 @@ def decide(verdict: Verdict, expectations: dict[str, Expected], family_held: boo
             return Decision("fail", f"{claim.id}: a control claim cannot be listed in expectations.yaml")
         if claim.expect == "report":
             return Decision("pass", f"{summary} [control reported as a finding]")
+        if claim.expect == "held":
+            if verdict.held:
+                return Decision("pass", f"{summary} [positive control, held as it must be]")
+            if verdict.outcome == "vacuous":
+                return Decision("pass", f"{summary} [positive control: not decidable, the attack does not bite]")
+            return Decision(
+                "fail",
+                f"{summary} -- the positive control does NOT hold this decidable claim: not even a purifier "
+                "that restores the clean input could pass it",
+            )
         if verdict.held and family_held is False:
             return Decision(
                 "pass",

@@ -18,11 +18,19 @@ from harness.claims.build import ADAPTIVE_ATTACK, ATTACK
 from harness.claims.evaluate import evaluate
 from harness.claims.paper import DATASET_OF
 from harness.claims.registry import WORK_RELATION, Claim, load_claims
-from harness.claims.verdicts import CONVENTIONS, outcome_counts, verdict_row, verdict_table
+from harness.claims.verdicts import (
+    CONVENTIONS,
+    RADIUS_CONVENTIONS,
+    outcome_counts,
+    radius_rows,
+    verdict_row,
+    verdict_table,
+)
 from harness.report.tables import write_table
 from harness.runner.config import ExperimentConfig
 
 STEM = "verdicts"
+CURVES_STEM = "verdicts_by_radius"
 # Each table the run writes, and the metrics a claim may read from it.
 METRICS_OF_TABLE = {
     "segmentation": ("pixel_accuracy", "mIoU", "mAP"),
@@ -62,6 +70,24 @@ def measured_claims(
     return found
 
 
+def _judged(
+    cfg: ExperimentConfig,
+    rows: pd.DataFrame,
+    tables: dict[str, pd.DataFrame],
+    claims: list[Claim] | None,
+    resamples: int,
+) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """The verdict table of the claims this run measures and the long table of their radius curves (None, None
+    when it measures none; curves None when no claim is a robustness claim)."""
+    run = {"name": cfg.name, "config_hash": cfg.config_hash(), "n_images": int(rows["item_id"].nunique())}
+    verdicts = [evaluate(c, {**tables, "rows": rows}, resamples) for c in measured_claims(cfg, rows, tables, claims)]
+    if not verdicts:
+        return None, None
+    curves = [r for v in verdicts for r in radius_rows(v, run)]
+    table = verdict_table([verdict_row(v, "judged", run=run) for v in verdicts])
+    return table, pd.DataFrame(curves) if curves else None
+
+
 def judge_run(
     cfg: ExperimentConfig,
     rows: pd.DataFrame,
@@ -70,12 +96,7 @@ def judge_run(
     resamples: int = 2000,
 ) -> pd.DataFrame | None:
     """The verdict table of the claims this run measures (None when it measures none)."""
-    run = {"name": cfg.name, "config_hash": cfg.config_hash(), "n_images": int(rows["item_id"].nunique())}
-    judged = [
-        verdict_row(evaluate(c, {**tables, "rows": rows}, resamples), "judged", run=run)
-        for c in measured_claims(cfg, rows, tables, claims)
-    ]
-    return verdict_table(judged) if judged else None
+    return _judged(cfg, rows, tables, claims, resamples)[0]
 
 
 def _context(cfg: ExperimentConfig, table: pd.DataFrame) -> list[str]:
@@ -104,11 +125,13 @@ def _none_measured(cfg: ExperimentConfig) -> str:
 def write_run_verdicts(
     cfg: ExperimentConfig, out_dir: Path, rows: pd.DataFrame, tables: dict[str, pd.DataFrame]
 ) -> pd.DataFrame | None:
-    """Judge the claims the run measures and write verdicts.csv/.md in `out_dir` (removed when it measures none)."""
-    table = judge_run(cfg, rows, tables)
+    """Judge the claims the run measures and write verdicts.csv/.md and verdicts_by_radius.csv/.md (with its
+    figure, figures/radius_curves.png) in `out_dir` (removed when it measures none)."""
+    table, curves = _judged(cfg, rows, tables, None, 2000)
+    stale = [f"{name}{suffix}" for name in (STEM, CURVES_STEM) for suffix in (".md", ".csv")]
+    for name in stale if table is None else stale[2:] if curves is None else []:
+        (out_dir / name).unlink(missing_ok=True)
     if table is None:
-        for suffix in (".md", ".csv"):
-            (out_dir / f"{STEM}{suffix}").unlink(missing_ok=True)
         return None
     context = [
         *_context(cfg, table),
@@ -116,7 +139,20 @@ def write_run_verdicts(
         "experiment (claims/conftest.py); the two agree only as far as their settings and images do.",
     ]
     write_table(table, out_dir, STEM, "Claims measured by this run", CONVENTIONS, context)
+    if curves is not None:
+        write_table(curves, out_dir, CURVES_STEM, "Claims along the radius axis", RADIUS_CONVENTIONS, context[:1])
     return table
+
+
+def radius_figure(out_dir: Path) -> Path | None:
+    """figures/radius_curves.png from the run's verdicts_by_radius.csv (None without it, or with one radius)."""
+    from harness.report.radius_curves import radius_curve_figure
+
+    path = out_dir / f"{CURVES_STEM}.csv"
+    if not path.is_file():
+        return None
+    curves = pd.read_csv(path, dtype={"control": str}, keep_default_na=False, na_values=[""])
+    return radius_curve_figure(curves, out_dir / "figures" / "radius_curves.png")
 
 
 def read_run_verdicts(out_dir: Path) -> pd.DataFrame | None:
