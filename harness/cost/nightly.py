@@ -13,7 +13,9 @@ if any step fails, and every step runs even after a failure):
    .benchmarks/<machine id>/; a mean slowdown beyond the threshold fails the session. The first night
    (no saved run: pytest-benchmark would reject --benchmark-compare-fail) only saves its run.
 3. asv         ``asv machine --yes`` (once), ``asv run --python=same --set-commit-hash <HEAD>``,
-   ``asv publish``: the history site in .asv/html (``asv preview`` serves it).
+   ``asv publish``: the history site in .asv/html (``asv preview`` serves it): cost (benchmarks/bench_cost.py)
+   beside verdict drift (benchmarks/bench_verdicts.py: each embedded claim's effect, interval and outcome counts,
+   read from reports/claims/verdicts.csv, which step 1 wrote at the same commit).
 
 Threshold: mean +25% by default (--threshold, --stat). The gate is for regressions that matter here
 (an extra UNet call per DDS sample, a lost no_grad, attention kept in autograd), which cost far more
