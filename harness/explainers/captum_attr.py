@@ -59,7 +59,7 @@ def parse_name(name: str) -> tuple[str, dict[str, Any]]:
     match = _NAME.match(name.strip())
     if not match:
         raise ValueError(
-            f"{name!r}: a Captum method is written captum:<Class> or captum:<Class>(option=value, ...), "
+            f"method {name!r}: a Captum method is written captum:<Class> or captum:<Class>(option=value, ...), "
             "e.g. captum:IntegratedGradients(n_steps=32)"
         )
     cls_name, args = match.group(1), (match.group(2) or "").strip()
@@ -75,7 +75,7 @@ def parse_name(name: str) -> tuple[str, dict[str, Any]]:
             raise ValueError("**")
     except (SyntaxError, ValueError, AssertionError):
         raise ValueError(
-            f"{name!r}: options are keyword=literal pairs (numbers, strings, booleans, tuples), e.g. "
+            f"method {name!r}: options are keyword=literal pairs (numbers, strings, booleans, tuples), e.g. "
             f"captum:{cls_name}(n_steps=32, reduce='l2')"
         ) from None
     return cls_name, options
