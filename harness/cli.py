@@ -44,6 +44,13 @@ def _csv(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
 
+def _methods(text: str) -> list[str]:
+    """Comma-separated method names; commas inside a plug-in's options (parentheses) do not split."""
+    from harness.explainers.registry import split_names
+
+    return split_names(text)
+
+
 def _set_threads(threads: int | None) -> None:
     if threads:
         import torch
@@ -219,6 +226,12 @@ def cmd_explainers(args: argparse.Namespace) -> int:
         opts = ", ".join(f"{k}={v!r}" for k, v in spec.defaults.items()) or "-"
         kind = "baseline map" if spec.baseline else "class-specific" if spec.is_class_specific() else "class-agnostic"
         print(f"{name:28s} {kind:15s} options: {opts}\n    {spec.description}")
+    print(
+        f"{'captum:<Class>(option=value, ...)':28s} {'class-specific':15s} options: the Captum class's own, and "
+        "reduce='abs_sum' (or 'sum', 'l2', 'max_abs'), baselines=0.0 (pixel units), seed=0\n    Any Captum "
+        "(inputs, target) attribution, e.g. captum:IntegratedGradients(n_steps=32) (pip install fvit-bench[captum]; "
+        "docs/plugin_explainer.md)."
+    )
     return 0
 
 
@@ -364,9 +377,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", default=str(DEFAULT_CONFIG), help=f"experiment YAML (default {DEFAULT_CONFIG})")
     run.add_argument(
         "--methods",
-        type=_csv,
+        type=_methods,
         default=None,
-        help="comma-separated explainer names (see `fvit-bench explainers`; default: the config's, empty = all)",
+        help="comma-separated explainer names (see `fvit-bench explainers`; default: the config's, empty = all); "
+        "Captum attributions as captum:<Class> or captum:<Class>(option=value, ...), e.g. "
+        "captum:IntegratedGradients(n_steps=32)",
     )
     run.add_argument(
         "--baselines",
@@ -553,7 +568,10 @@ def build_parser() -> argparse.ArgumentParser:
         "ratios.",
     )
     cost.add_argument(
-        "--methods", type=_csv, default=None, help="comma-separated explainer names (default: all registered)"
+        "--methods",
+        type=_methods,
+        default=None,
+        help="comma-separated explainer names, captum:<Class>(...) too (default: all registered)",
     )
     cost.add_argument(
         "--dds", type=_csv, default=None, help="comma-separated DDS variants (default: all registered; '' for none)"

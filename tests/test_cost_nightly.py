@@ -120,3 +120,21 @@ def test_paper_claims_run_only_when_their_files_are_present(tmp_path, capsys, mo
     monkeypatch.setattr(nightly, "paper_inputs_missing", lambda: [])
     assert main(["--dry-run", "--skip-asv", "--skip-bench", "--root", str(tmp_path)]) == 0
     assert "paper claims:" in capsys.readouterr().out
+
+
+def test_missing_optional_extras_are_named_before_the_run(tmp_path, capsys, monkeypatch):
+    """The slow step's Captum and Quantus tests skip without their extras; the nightly says so and how to install."""
+    import importlib.util
+
+    import harness.cost.nightly as nightly
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "quantus" else real(name, *a))
+    assert nightly.missing_extras() == (["quantus"] if real("captum") else ["captum", "quantus"])
+    monkeypatch.setattr(nightly, "paper_inputs_missing", lambda: [])
+    (tmp_path / "asv.conf.json").write_text("{}")
+    assert main(["--dry-run", "--skip-asv", "--skip-bench", "--root", str(tmp_path)]) == 0
+    assert "pip install -e .[" in capsys.readouterr().out
+    monkeypatch.setattr(nightly, "missing_extras", lambda: [])
+    assert main(["--dry-run", "--skip-asv", "--skip-bench", "--root", str(tmp_path)]) == 0
+    assert "optional extras" not in capsys.readouterr().out

@@ -5,13 +5,17 @@ if any step fails, and every step runs even after a failure):
 1. claims      ``pytest claims -m "not gpu"``: a failed claim fails the night. Then, when the
    paper-scale files are present (the FVIT_* variables README names), ``pytest claims -m gpu``; when
    they are not, the run says so and names what is missing. Then the unit tests the default suite
-   leaves out, ``pytest tests --ignore=tests/bench -m "slow and not gpu"`` (e.g. the two-process torchrun shard run).
+   leaves out, ``pytest tests --ignore=tests/bench -m "slow and not gpu"`` (e.g. the two-process torchrun shard run,
+   the Captum run through DDS and the claims, the Quantus cross-checks: these need the extras captum and quantus,
+   and skip, as the run says beforehand, where they are not installed).
 2. benchmarks  ``pytest tests/bench -m "not gpu" --benchmark-enable --benchmark-autosave
    --benchmark-compare --benchmark-compare-fail=mean:<threshold>``: compared with the last run saved in
    .benchmarks/<machine id>/; a mean slowdown beyond the threshold fails the session. The first night
    (no saved run: pytest-benchmark would reject --benchmark-compare-fail) only saves its run.
 3. asv         ``asv machine --yes`` (once), ``asv run --python=same --set-commit-hash <HEAD>``,
-   ``asv publish``: the history site in .asv/html (``asv preview`` serves it).
+   ``asv publish``: the history site in .asv/html (``asv preview`` serves it): cost (benchmarks/bench_cost.py)
+   beside verdict drift (benchmarks/bench_verdicts.py: each embedded claim's effect, interval and outcome counts,
+   read from reports/claims/verdicts.csv, which step 1 wrote at the same commit).
 
 Threshold: mean +25% by default (--threshold, --stat). The gate is for regressions that matter here
 (an extra UNet call per DDS sample, a lost no_grad, attention kept in autograd), which cost far more
@@ -73,6 +77,17 @@ def paper_inputs_missing() -> list[str]:
             return []
         missing.extend(m for m in needs if m not in missing)
     return missing
+
+
+# Optional extras whose tests the slow step runs (they skip, with the reason, where the extra is absent).
+NIGHTLY_EXTRAS = {"captum": "captum", "quantus": "quantus"}
+
+
+def missing_extras() -> list[str]:
+    """The optional extras (pyproject.toml) whose package is not importable here."""
+    import importlib.util
+
+    return [extra for extra, module in NIGHTLY_EXTRAS.items() if importlib.util.find_spec(module) is None]
 
 
 def check_threshold(threshold: str) -> str:
@@ -198,6 +213,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     commit, compare = head_commit(root), has_saved_benchmarks(root)
     if not args.skip_bench and not compare:
         print("nightly: no saved benchmark run for this machine in .benchmarks/: this run is saved, not compared")
+    extras = missing_extras() if not args.skip_claims else []
+    if extras:
+        print(
+            f"nightly: the tests of the optional extras {', '.join(extras)} will skip (Captum explainers, Quantus "
+            f"cross-checks): install them with `pip install -e .[{','.join(extras)}]`"
+        )
     missing = paper_inputs_missing() if not args.skip_claims else []
     if missing:
         print("nightly: paper-scale claims (`pytest claims -m gpu`) not run: inputs missing: " + "; ".join(missing))

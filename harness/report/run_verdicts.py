@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.claims import build
 from harness.claims.build import ADAPTIVE_ATTACK, ATTACK
 from harness.claims.evaluate import evaluate
 from harness.claims.paper import DATASET_OF
@@ -48,16 +49,41 @@ def run_attack(cfg: ExperimentConfig) -> str | None:
     return None
 
 
+def plugin_claims(methods: list[str], world: str) -> list[Claim]:
+    """The PGD relation claims the registry states for every built-in method, stated for plug-in methods
+    (`captum:...`, or one registered by the user) exactly as `harness.claims.build` states them for a built-in
+    one: same claim, metric, relation, DDS variant and radius, with the identity and noise_only controls in the
+    embedded world. Baseline maps have their own control claims; no adaptive claims (no differentiable form)."""
+    from harness.explainers.registry import baseline_names
+
+    plugins = [m for m in dict.fromkeys(methods) if m not in build.METHODS and m not in baseline_names()]
+    out = []
+    for method in plugins:
+        for claim, metric, convention, relation, form in build.RELATIONS:
+            dds = build.EMBEDDED_DDS if world == "embedded" else build.PAPER_DDS_OF_CLAIM[claim]
+            out.append(Claim(**build._relation(world, claim, metric, convention, relation, form, method, dds)))
+            if world != "embedded":
+                continue
+            for control, control_dds, control_methods, expect in build.CONTROLS:
+                if control_methods == build.METHODS:
+                    args = (claim, metric, convention, relation, form, method, control_dds, control, expect)
+                    out.append(Claim(**build._relation(world, *args)))
+    return out
+
+
 def measured_claims(
     cfg: ExperimentConfig, rows: pd.DataFrame, tables: dict[str, pd.DataFrame], claims: list[Claim] | None = None
 ) -> list[Claim]:
-    """The relation claims (controls included, cost claims excluded) whose setting the run has."""
+    """The relation claims (controls included, cost claims excluded) whose setting the run has; with the default
+    registry, plug-in methods' claims too (`plugin_claims`)."""
     world = "embedded" if cfg.dataset == "embedded" else "paper"
     attack = run_attack(cfg)
     metrics = {m for name, ms in METRICS_OF_TABLE.items() if name in tables for m in ms}
     settings = set(zip(rows["method"], rows["dds"], rows["radius_255"].astype(float), strict=True))
+    if claims is None:
+        claims = load_claims() + plugin_claims(list(rows["method"].unique()), world)
     found = []
-    for c in load_claims() if claims is None else claims:
+    for c in claims:
         if c.world != world or c.kind != "relation" or c.relation == WORK_RELATION or c.attack != attack:
             continue
         if world == "paper" and (c.model != cfg.model or DATASET_OF.get(c.dataset, c.dataset) != cfg.dataset):
