@@ -96,10 +96,16 @@ def test_staged_recipe_chains_its_stages(tmp_path, monkeypatch):
 
     small = dict(batch_size=4, train_size=12, eval_size=10)
     stages = (
-        {"steps": 1, "lr": 1e-3, "seed": 0, **small},
+        {"steps": 1, "lr": 1e-3, "seed": 0, "world": "single", **small},
         {"steps": 2, "lr": 5e-4, "seed": 1, "deletion": 0.5, **small},
     )
     monkeypatch.setattr(mini_vit, "RECIPE_STAGES", stages)
     meta = mini_vit.train_mini_vit_recipe(tmp_path / "out", threads=1)
-    assert (meta["steps"], meta["deletion"]) == (2, 0.5) and meta["init_from"].endswith("stage0")
+    first, last = meta["stages"]
+    assert (first["world"], last["world"]) == ("single", "cluttered")  # the curriculum, then the embedded world
+    assert (last["steps"], last["deletion"]) == (2, 0.5) and last["init_from"].endswith("stage0")
+    assert json.loads((tmp_path / "out/config.json").read_text())["meta"] == meta
     assert load_mini_vit(tmp_path / "out")(torch.rand(1, 3, 64, 64)).shape == (1, 10)
+    # --from-stage 1 goes on from the checkpoint (stage 0's output) and keeps its stage's record
+    resumed = mini_vit.train_mini_vit_recipe(tmp_path / "out", threads=1, start=1)
+    assert resumed["stages"][0] == first and resumed["stages"][1]["init_from"] == str(tmp_path / "out")
