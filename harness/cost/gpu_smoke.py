@@ -508,7 +508,8 @@ def write_report(result: SmokeResult, out_dir: str | Path) -> Path:
     return path
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The options of `python -m harness.cost.gpu_smoke` (and `scripts/gpu_smoke.sh`)."""
     parser = argparse.ArgumentParser(prog="gpu_smoke", description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default=None, help="torch device (default cuda; cpu for the dry run)")
     parser.add_argument("--tiny", action="store_true", help="small stand-in models (the CPU dry run)")
@@ -525,7 +526,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--out", default="reports/bench", help="folder of gpu.md (default reports/bench)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
