@@ -235,22 +235,14 @@ def cmd_explainers(args: argparse.Namespace) -> int:
     return 0
 
 
-PAPER_PLAN_CONFIGS = ("paper_vit_b16_seg.yaml", "paper_vit_b16_perturbation.yaml")
-
-
 def cmd_cost_plan(args: argparse.Namespace) -> int:
-    from harness.cost.plan import CallTimes, plan_conventions, plan_table
+    from harness.cost.plan import call_times, paper_plan_paths, plan_conventions, plan_table
     from harness.report.tables import write_table
     from harness.runner.config import load_config
 
-    paths = args.config or [str(DEFAULT_CONFIG.parent / name) for name in PAPER_PLAN_CONFIGS]
+    paths = args.config or paper_plan_paths()
     configs = [load_config(p) for p in paths]
-    defaults = CallTimes()
-    times = CallTimes(
-        unet=args.unet_seconds or defaults.unet,
-        vit_forward=args.vit_seconds or defaults.vit_forward,
-        vit_backward=2 * args.vit_seconds if args.vit_seconds else defaults.vit_backward,
-    )
+    times = call_times(args.unet_seconds, args.vit_seconds, args.vit_backward_seconds)
     table = plan_table(configs, times=times)
     out = Path(args.out) if args.out != str(DEFAULT_REPORTS / "cost") else DEFAULT_REPORTS / "bench"
     _, md = write_table(
@@ -642,7 +634,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="with --plan: measured seconds per "
-        "ViT-B/16 forward of one image; backward = 2x (default: 17.6 GFLOP at 300 TFLOP/s)",
+        "ViT-B/16 forward of one image; backward = 2x unless --vit-backward-seconds "
+        "(default: 17.6 GFLOP at 300 TFLOP/s)",
+    )
+    cost.add_argument(
+        "--vit-backward-seconds",
+        type=float,
+        default=None,
+        help="with --plan: measured seconds per ViT-B/16 backward of one image (default: 2 x --vit-seconds)",
     )
     cost.set_defaults(func=cmd_cost)
 

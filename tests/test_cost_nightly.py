@@ -36,6 +36,13 @@ def test_plan_runs_cpu_claims_compared_benchmarks_and_asv():
     assert "--python=same" in run and run[run.index("--set-commit-hash") + 1] == "abc123"
 
 
+def test_a_cuda_machine_adds_the_gpu_smoke_run():
+    steps = [s.name for s in plan("25%", "abc", gpu=True)]
+    assert steps.index("benchmarks") < steps.index("gpu smoke") < steps.index("asv machine")
+    (smoke,) = [s for s in plan("25%", "abc", gpu=True) if s.name == "gpu smoke"]
+    assert smoke.argv[1:] == ["-m", "harness.cost.gpu_smoke"]
+
+
 def test_without_a_commit_the_asv_step_fails_with_a_reason(tmp_path):
     (step,) = plan(DEFAULT_THRESHOLD, None, claims=False, bench=False)
     ((_, code, _),) = run_steps([step], root=tmp_path)

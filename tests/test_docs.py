@@ -90,6 +90,13 @@ def _check_command(words: list[str], where: str) -> None:
         assert args[:1] in (["check"], ["format"]), f"{where}: unexpected ruff command {words}"
     elif program.startswith("python3") and args[:2] == ["-m", "venv"]:
         assert len(args) == 3, f"{where}: `python -m venv` takes one folder"
+    elif program == "gpu_smoke.sh":
+        from harness.cost.gpu_smoke import build_parser as smoke_parser
+
+        try:
+            smoke_parser().parse_args(args)
+        except SystemExit as exc:
+            raise AssertionError(f"{where}: `scripts/gpu_smoke.sh {' '.join(args)}` does not parse") from exc
     elif program == "torchrun":
         _check_command(["fvit-bench", *args[args.index("harness.cli") + 1 :]], where)
     else:
@@ -113,6 +120,8 @@ def test_the_checks_catch_a_wrong_command():
         _check_command([".venv/bin/pip", "install", "-e", ".[nope]"], "x")
     with pytest.raises(AssertionError, match="markers"):
         _check_command(["pytest", "-m", "fast"], "x")
+    with pytest.raises(AssertionError, match="does not parse"):
+        _check_command(["scripts/gpu_smoke.sh", "--no-such-option"], "x")
 
 
 def test_every_protocol_citation_names_a_section_of_docs_protocol():

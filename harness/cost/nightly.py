@@ -12,6 +12,8 @@ if any step fails, and every step runs even after a failure):
    --benchmark-compare --benchmark-compare-fail=mean:<threshold>``: compared with the last run saved in
    .benchmarks/<machine id>/; a mean slowdown beyond the threshold fails the session. The first night
    (no saved run: pytest-benchmark would reject --benchmark-compare-fail) only saves its run.
+   With a CUDA device, then the GPU smoke run (``python -m harness.cost.gpu_smoke``, scripts/gpu_smoke.sh:
+   the paper architectures on the GPU, fp32/fp16/bf16, reports/bench/gpu.md); ``--skip-gpu-smoke`` leaves it out.
 3. asv         ``asv machine --yes`` (once), ``asv run --python=same --set-commit-hash <HEAD>``,
    ``asv publish``: the history site in .asv/html (``asv preview`` serves it): cost (benchmarks/bench_cost.py)
    beside verdict drift (benchmarks/bench_verdicts.py: each embedded claim's effect, interval and outcome counts,
@@ -111,11 +113,13 @@ def plan(
     compare: bool = True,
     stat: str = "mean",
     paper: bool = False,
+    gpu: bool = False,
 ) -> list[Step]:
     """The nightly steps, in order. asv needs a commit: without one its step is an error you can read.
 
     compare=False (no earlier saved benchmark run) saves the benchmarks without comparing them;
-    paper=True adds the paper-scale claims (`pytest claims -m gpu`) after the CPU ones.
+    paper=True adds the paper-scale claims (`pytest claims -m gpu`) after the CPU ones; gpu=True (a CUDA
+    device here) adds the paper-size GPU smoke run (scripts/gpu_smoke.sh, docs/gpu.md) after the benchmarks.
     """
     py = sys.executable
     steps = []
@@ -145,6 +149,8 @@ def plan(
                 ],
             )
         )
+    if gpu:
+        steps.append(Step("gpu smoke", [py, "-m", "harness.cost.gpu_smoke"]))
     if asv:
         if commit is None:
             steps.append(
@@ -202,6 +208,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--skip-claims", action="store_true", help="do not run the claims")
     parser.add_argument("--skip-bench", action="store_true", help="do not run the pytest-benchmark step")
     parser.add_argument("--skip-asv", action="store_true", help="do not run asv")
+    parser.add_argument(
+        "--skip-gpu-smoke", action="store_true", help="do not run the GPU smoke run (run only with a CUDA device)"
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the steps and exit")
     parser.add_argument(
         "--root", type=Path, default=Path.cwd(), help="repository root to run in (default: the current directory)"
@@ -222,6 +231,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     missing = paper_inputs_missing() if not args.skip_claims else []
     if missing:
         print("nightly: paper-scale claims (`pytest claims -m gpu`) not run: inputs missing: " + "; ".join(missing))
+    import torch
+
+    gpu = not args.skip_gpu_smoke and torch.cuda.is_available()
+    if not args.skip_gpu_smoke and not gpu:
+        print("nightly: GPU smoke run (scripts/gpu_smoke.sh) not run: no CUDA device (its CPU dry run is a unit test)")
     steps = plan(
         args.threshold,
         commit,
@@ -231,6 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         compare,
         args.stat,
         paper=not args.skip_claims and not missing,
+        gpu=gpu,
     )
     if args.dry_run:
         for step in steps:

@@ -226,15 +226,19 @@ def _unit_rows(
     trials: torch.Tensor | None = None,
     curves: PerturbationCache | None = None,
 ) -> tuple[list[dict], torch.Tensor]:
-    """Rows of one unit, and the maps of the predicted class (the clean maps when radius is 0)."""
+    """Rows of one unit, and the maps of the predicted class (the clean maps when radius is 0).
+
+    Device tensors reach the rows through one `.tolist()` each (one host sync per tensor, not per item)."""
+    clean_classes, classes = clean_pred.tolist(), pred.tolist()
     rows = [
-        {**base, "item_id": it.item_id, "label": int(it.label), "clean_pred": int(clean_pred[k]), "pred": int(pred[k])}
+        {**base, "item_id": it.item_id, "label": int(it.label), "clean_pred": clean_classes[k], "pred": classes[k]}
         for k, it in enumerate(items)
     ]
     maps = {"pred": cache.explain(explainer, model, adv, pred, tag, predicted=True, trials=trials, clean=clean)}
     smoothed = cache.smoothed_pred(explainer, tag, trials is not None)
+    smoothed = None if smoothed is None else smoothed.tolist()
     for k, row in enumerate(rows):
-        row["smoothed_pred"] = None if smoothed is None else int(smoothed[k])
+        row["smoothed_pred"] = None if smoothed is None else smoothed[k]
     if "perturbation" in cfg.tasks and "target" in cfg.explain_classes:
         maps["target"] = cache.explain(explainer, model, adv, labels, tag, trials=trials, clean=clean)
     if "segmentation" in cfg.tasks:
@@ -251,15 +255,15 @@ def _unit_rows(
                     else perturbation_correctness(model, clean, maps[mode], labels, positive)
                 )
                 name = f"{'positive' if positive else 'negative'}_{mode}"
-                for k, row in enumerate(rows):
-                    row[name] = [float(v) for v in correct[k]]
+                for row, values in zip(rows, correct.tolist(), strict=True):
+                    row[name] = values
     extra = extra_metric_columns(cfg.tasks, model, explainer, clean, adv, maps["pred"], pred, labels, cfg.seed)
     for name, values in extra.items():
         for k, row in enumerate(rows):
             row[name] = values[k]
-    overlap = topk_overlap(clean_maps, maps["pred"], cfg.topk) if clean_maps is not None else None
+    overlap = topk_overlap(clean_maps, maps["pred"], cfg.topk).tolist() if clean_maps is not None else None
     for k, row in enumerate(rows):  # NaN (a constant map has no top-k) is stored as None: undefined
-        value = None if overlap is None else float(overlap[k])
+        value = None if overlap is None else overlap[k]
         row["topk_overlap"] = None if value is None or value != value else value
     return rows, maps["pred"]
 
