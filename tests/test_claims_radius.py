@@ -138,3 +138,18 @@ def test_a_positive_control_must_hold_where_decidable():
 def test_holm_adjusted_p_values_agree_with_holm(seed):
     p = list(np.random.default_rng(seed).uniform(0, 0.08, size=5))
     assert [a <= 0.05 for a in holm_adjusted(p)] == holm(p)
+
+
+def test_the_radius_curves_are_tabled_and_drawn(tmp_path):
+    from harness.claims.verdicts import radius_rows
+    from harness.report.radius_curves import radius_curve_figure
+
+    rows = _rows({8.0: 0.2, 32.0: 0.3}, {8.0: 0.2, 32.0: 0.0})
+    v = _judge(rows)
+    curves = pd.DataFrame(radius_rows(v, {"name": "x"}))
+    assert curves["radius_255"].tolist() == [8.0, 32.0]
+    assert curves["outcome_at_radius"].tolist() == ["held", "inconclusive"]
+    assert (curves["claim_outcome"] == "inconclusive").all() and (curves["bite_lo"] > 0).all()
+    path = radius_curve_figure(curves, tmp_path / "curves.png")
+    assert path is not None and path.stat().st_size > 10_000
+    assert radius_curve_figure(curves[curves["radius_255"] == 8.0], tmp_path / "one.png") is None  # one radius

@@ -18,10 +18,13 @@ def test_shipped_checkpoints_are_small_safetensors():
     assert sum(f.stat().st_size for f in files) <= 20 * 1024 * 1024
 
 
-def test_shipped_vit_reaches_90_percent_top1(mini_vit):
+def test_shipped_vit_reaches_78_percent_top1(mini_vit):
+    """The cluttered world (the largest of 2-3 shapes on textured clutter) is harder than the single-shape world
+    its curriculum starts on: the shipped ViT has 80.7% top-1 on its 1000 test images (the single-shape world's
+    ViT had 90.7% there); 78% leaves room for another machine's float rounding, not for a worse checkpoint."""
     acc = evaluate_top1(mini_vit)
     print(f"mini ViT top-1 on the 1000-image embedded test split: {100 * acc:.1f}%")
-    assert acc >= 0.90
+    assert acc >= 0.78
 
 
 def test_shipped_denoiser_one_shot_raises_psnr(mini_denoiser):

@@ -15,11 +15,13 @@ def test_a_run_writes_the_verdicts_of_the_claims_it_measures(small_run):
     out, printed = small_run
     table = read_run_verdicts(out)
     assert table is not None
-    # 4 images, rollout and raw_attention with carlini at 0 and 8/255: fvit-1 (level and drop, 3 metrics),
-    # fvit-2 (2 AUCs, level and drop) and re-3 (top-k) for each method; no control, no adaptive, no cost claim.
+    # 4 images, rollout and raw_attention with carlini and the oracle (the config's positive control) at 0 and
+    # 8/255: fvit-1 (level and drop, 3 metrics), fvit-2 (2 AUCs, level and drop) and re-3 (top-k) for each
+    # method, with carlini and as oracle controls; no other control, no adaptive, no cost claim.
     assert set(table["method"]) == {"rollout", "raw_attention"}
-    assert set(table["group"]) == {"fvit-1", "fvit-2", "re-3"} and (table["control"] == "").all()
-    assert len(table) == 2 * 11 and (table["n_images"] == 4).all() and (table["test"] == "judged").all()
+    assert set(table["group"]) == {"fvit-1", "fvit-2", "re-3"} and set(table["control"]) == {"", "oracle"}
+    assert len(table) == 2 * 2 * 11 and (table["n_images"] == 4).all() and (table["test"] == "judged").all()
+    assert "oracle holds" in (out / "verdicts.md").read_text()
     assert set(table["outcome"]) <= {"held", "contradicted", "inconclusive", "vacuous"}
     assert table["delta_ci95"].notna().all()
     md = (out / "verdicts.md").read_text()

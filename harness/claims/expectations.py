@@ -156,13 +156,23 @@ def _reason(row: dict) -> str:
         ci = str(row["attack_degrades_plain_ci95"])
         upper = float(ci.strip("[]").split(",")[1]) if "," in ci else float("nan")
         effect = "improves" if upper < 0 else "does not measurably degrade"
+        radius = row.get("radius_255")
+        at = f" at {radius:g}/255" if isinstance(radius, float) and radius == radius else ""
         return (
-            f"the attack {flipped}{effect} the plain method's {metric} "
-            f"(degradation {row['attack_degrades_plain_by']:+.4g}, CI {ci}): no robustness to restore"
+            f"the attack {flipped}{effect} the plain method's {metric}{at} "
+            f"(degradation {row['attack_degrades_plain_by']:+.4g}, CI {ci}){_curve(row)}: no robustness to restore"
         )
     if row["outcome"] == "inconclusive":
-        return f"no measurable effect of DDS on {n:.0f} images: the delta's CI {row['delta_ci95']} contains 0"
-    return f"DDS moves {metric} the other way than claimed, beyond sampling noise (CI {row['delta_ci95']})"
+        return (
+            f"no measurable effect of DDS on {n:.0f} images: the delta's CI {row['delta_ci95']} contains 0{_curve(row)}"
+        )
+    return f"DDS moves {metric} the other way than claimed, beyond sampling noise (CI {row['delta_ci95']}){_curve(row)}"
+
+
+def _curve(row: dict) -> str:
+    """'; by radius: 8: vacuous, 32: held' for a claim judged along the radius axis, else ''."""
+    curve = row.get("outcome_by_radius")
+    return f"; by radius: {curve}" if isinstance(curve, str) and curve else ""
 
 
 def draft_expectations(

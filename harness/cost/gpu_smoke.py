@@ -38,7 +38,7 @@ from harness.metrics.perturbation import clean_correctness, perturbation_correct
 from harness.metrics.segmentation import segmentation_stats
 from harness.models.classifier import ViTClassifier, fused_attention
 from harness.models.denoiser import Denoiser
-from harness.smoothing.dds import VARIANTS, smooth
+from harness.smoothing.dds import purifier_names, smooth
 
 DTYPES = ("float32", "float16", "bfloat16")
 # Stated tolerances of a reduced-precision UNet against float32, on the same inputs and noise: mean |difference|
@@ -333,7 +333,7 @@ def run_smoke(
     result.checks.append({"variant": "none (plain maps)", "dtype": "-", "problem": problem})
     log(f"  PGD and {len(methods)} plain maps done; ViT forward {result.vit_forward_seconds * 1e3:.3f} ms/image")
 
-    variants = [v for v in VARIANTS if v not in CONTROL_VARIANTS]
+    variants = [v for v in purifier_names() if v not in CONTROL_VARIANTS]
     reference: dict[str, tuple[torch.Tensor, dict[str, torch.Tensor]]] = {}
     for dtype in dtypes:
         _use_dtype(denoiser, weights, dtype)

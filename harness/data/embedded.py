@@ -111,9 +111,10 @@ def _place(rng, size, radius, taken, yy, xx):
     return cy, cx
 
 
-def _object(rng, label, scale, cy, cx, yy, xx, background):
-    """The mask of shape `label` at (cy, cx), `scale` px, random rotation; and its textured colour."""
-    angle = rng.uniform(0, 2 * np.pi)
+def _object(rng, label, scale, cy, cx, yy, xx, background, angle: float | None = None):
+    """The mask of shape `label` at (cy, cx), `scale` px, rotated by `angle` (None: drawn); and its textured
+    colour, kept apart from the background it covers."""
+    angle = rng.uniform(0, 2 * np.pi) if angle is None else angle
     dy, dx = (yy - cy) / scale, (xx - cx) / scale
     c, s_ = np.cos(angle), np.sin(angle)
     mask = _shape_mask(label, c * dx + s_ * dy, -s_ * dx + c * dy)
@@ -163,15 +164,7 @@ def render_single(rng: np.random.Generator, label: int, size: int = IMAGE_SIZE) 
     angle = rng.uniform(0, 2 * np.pi)
     margin = scale * 1.05
     cy, cx = rng.uniform(margin, size - margin, size=2)
-    dy, dx = (yy - cy) / scale, (xx - cx) / scale
-    c, s_ = np.cos(angle), np.sin(angle)
-    mask = _shape_mask(label, c * dx + s_ * dy, -s_ * dx + c * dy)
-    colour = rng.uniform(0, 1, size=3)
-    local_bg = base[:, mask].mean(axis=1) if mask.any() else base.mean(axis=(1, 2))
-    if np.abs(colour - local_bg).mean() < 0.3:
-        colour = np.where(local_bg > 0.5, colour * 0.3, 0.7 + 0.3 * colour)
-    texture = 0.06 * (_smooth_field(rng, size, cells=8) - 0.5)
-    fg = np.clip(colour[:, None, None] + texture, 0, 1)
+    mask, fg = _object(rng, label, scale, cy, cx, yy, xx, base, angle)
     image = np.where(mask[None], fg, base).astype(np.float32)
     return np.clip(image, 0, 1), mask.astype(np.uint8)
 

@@ -42,7 +42,7 @@ def radius_curve_figure(curves: pd.DataFrame, path: Path, dds: str | None = None
     cols = 4
     rows = (len(panels) + cols - 1) // cols
     title_lines = textwrap.wrap(f"{TITLE} (DDS {dds}).", 115)
-    top_in, bottom_in, gap_in, panel_in = 0.25 + 0.22 * len(title_lines), 0.95, 0.6, 2.5
+    top_in, bottom_in, gap_in, panel_in = 0.35 + 0.22 * len(title_lines), 0.95, 0.75, 2.5
     height = top_in + bottom_in + rows * panel_in + (rows - 1) * gap_in
     fig = plt.figure(figsize=(WIDTH_IN, height))
     axes = fig.subplots(
@@ -76,7 +76,7 @@ def radius_curve_figure(curves: pd.DataFrame, path: Path, dds: str | None = None
             face = [colours[method] if h else "white" for h in held] if held is not None else colours[method]
             ax.scatter(x, y, s=14, facecolors=face, edgecolors=colours[method], zorder=3)
         ax.axhline(0, color="black", lw=0.6)
-        ax.set_title(title, fontsize=8.5)
+        ax.set_title("\n".join(textwrap.wrap(title, 40)), fontsize=8)
         ax.set_xticks(range(len(radii)), [f"{r:g}" for r in radii])
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=7)
