@@ -1,6 +1,6 @@
 """Cost of every registered explainer, plain and under every DDS variant, and of one PGD step.
 
-The grids come from `harness.explainers.registry.names()` and `harness.smoothing.dds.VARIANTS` at import,
+The grids come from `harness.explainers.registry.names()` and `harness.smoothing.dds.purifier_names()` at import,
 so methods and variants added later are benchmarked without edits. Settings are tiny so the whole suite
 runs in a few minutes on 2 CPU cores: the embedded world's architectures with random weights (cost does
 not depend on weight values), 1 image of 64x64, m = 1 DDS sample, sigma = 1.5/255 in pixel units (FViT's
@@ -18,9 +18,10 @@ from harness.attacks.pgd import pgd_linf
 from harness.cost.emissions import WORLD_AVERAGE_G_PER_KWH
 from harness.cost.timing import PLAIN, CostSettings, cost_table, embedded_images, embedded_models
 from harness.explainers.registry import get_explainer, names
-from harness.smoothing.dds import VARIANTS, smooth
+from harness.smoothing.dds import purifier_names, smooth
 
 METHODS = names()
+VARIANTS = purifier_names()  # the oracle (a claims control handed the clean image) has no cost
 DDS = [PLAIN, *VARIANTS]
 SIGMA = 1.5 / 255  # pixel units
 SAMPLES = 1

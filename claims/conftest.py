@@ -26,6 +26,9 @@ EMBEDDED_IMAGES = 32
 EMBEDDED_BATCH = 32
 EMBEDDED_SIGMA = 32 / 255  # carlini DDS noise std, [0,1] pixel units
 EMBEDDED_SAMPLES = 8
+# PGD radii (1/255 pixel units) of the analogue experiment: every robustness claim is judged at each attacked
+# one (8/255 is the claims' headline radius; docs/PROTOCOL.md section 1: the radius axis).
+EMBEDDED_RADII = (0, 8, 32)
 COST_IMAGES = 4  # images per cost cell of the embedded cost claims
 # The adaptive attack through DDS (EOT 4, 10 steps) costs ~1.3 s per image and attacked form on 2 idle cores; the
 # 8 methods need 4 attacks (the surrogate methods reuse the attack of the form they stand in for). Its claims
@@ -36,6 +39,7 @@ ADAPTIVE_IMAGES = 12
 EMBEDDED_THREADS = 2
 
 _VERDICTS: dict[str, dict] = {}
+_RADIUS_ROWS: dict[str, list[dict]] = {}  # claim id -> its radius curve (robustness relations)
 # The run each verdict came from (config hash, images, threads), by experiment name.
 _RUNS: dict[str, str] = {}
 
@@ -77,12 +81,28 @@ def _threads(count: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+_EVALUATED: dict[tuple[str, str, int], Verdict] = {}
+
+
+def verdict_of(claim: Claim, tables: dict) -> Verdict:
+    """`evaluate(claim, tables)`, once per claim, DDS variant and experiment in a session (the claims' tests, their
+    control families and the world's power test share it)."""
+    from harness.claims.evaluate import evaluate
+
+    key = (claim.id, claim.dds, id(tables))
+    if key not in _EVALUATED:
+        _EVALUATED[key] = evaluate(claim, tables)
+    return _EVALUATED[key]
+
+
 def record(verdict: Verdict, test: str | None = None, reason: str = "", run: dict | None = None) -> None:
     """Add `verdict` to the verdict table; test: what its test did (passed / failed / xfailed / skipped);
     run: the experiment it was measured on (config_hash, n_images), named in its row."""
-    from harness.claims.verdicts import verdict_row
+    from harness.claims.verdicts import radius_rows, verdict_row
 
     _VERDICTS[verdict.claim.id] = {**verdict_row(verdict, test, reason, run), **_SESSION}
+    if verdict.by_radius:
+        _RADIUS_ROWS[verdict.claim.id] = radius_rows(verdict, run)
 
 
 def record_skip(claim: Claim, reason: str) -> None:
@@ -117,17 +137,32 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             *SMOKE_NOTES,
         ],
     )
+    if _RADIUS_ROWS:
+        from harness.claims.verdicts import RADIUS_CONVENTIONS
+
+        curves = pd.DataFrame([r for rows in _RADIUS_ROWS.values() for r in rows])
+        write_table(
+            curves.sort_values(["control", "claim", "radius_255"], kind="stable"),
+            VERDICT_DIR,
+            "verdicts_by_radius",
+            "Claim verdicts along the radius axis",
+            RADIUS_CONVENTIONS,
+            context=[*_provenance()],
+        )
+        from harness.report.radius_curves import radius_curve_figure
+
+        radius_curve_figure(curves, VERDICT_DIR / "figures" / "radius_curves.png", dds="carlini")
 
 
 def _analogue_tables(tmp_path_factory, cache_env: str, **settings) -> dict[str, pd.DataFrame]:
-    """Run (or resume, under $`cache_env`) an embedded analogue experiment with carlini DDS at radii 0 and
-    8/255 on EMBEDDED_THREADS threads; its tables plus the per-image rows ("rows", for the intervals)."""
+    """Run (or resume, under $`cache_env`) an embedded analogue experiment with carlini DDS at EMBEDDED_RADII
+    (PGD; 1/255 units) on EMBEDDED_THREADS threads; its tables plus the per-image rows ("rows", for the intervals)."""
     from harness.runner.aggregate import all_tables
     from harness.runner.config import ExperimentConfig
     from harness.runner.experiment import load_rows, run_experiment
 
-    settings = {"dds": (_carlini(),), **settings}
-    cfg = ExperimentConfig(radii_255=(0, 8), explain_classes=("pred",), batch_size=EMBEDDED_BATCH, **settings)
+    settings = {"dds": (_carlini(),), "radii_255": EMBEDDED_RADII, **settings}
+    cfg = ExperimentConfig(explain_classes=("pred",), batch_size=EMBEDDED_BATCH, **settings)
     # The cache variable keeps (and resumes) the run between sessions; by default it is fresh.
     out = Path(os.environ.get(cache_env) or tmp_path_factory.mktemp(cfg.name))
     with _threads(EMBEDDED_THREADS):
@@ -153,10 +188,10 @@ def _carlini():
 
 @pytest.fixture(scope="session")
 def embedded_tables(tmp_path_factory):
-    """The embedded-world analogue experiment, PGD at radii 0 and 8/255: every method and the baseline maps
-    (random / centre / constant), plain, with carlini DDS and with the identity control: the claims, their
-    identity controls and their baseline_maps controls, on the same images, seeds, attacks and purified
-    samples (the baseline maps share the methods' attack and DDS purification instead of redoing them)."""
+    """The embedded-world analogue experiment, PGD at EMBEDDED_RADII: every method and the baseline maps
+    (random / centre / constant), plain, with carlini DDS, with the identity control and with the oracle (the
+    positive control): the claims and their controls, on the same images, seeds, attacks and purified samples
+    (the baseline maps share the methods' attack and DDS purification instead of redoing them)."""
     from harness.claims.build import BASELINE_MAPS, METHODS
     from harness.runner.config import DDSSpec
 
@@ -164,7 +199,7 @@ def embedded_tables(tmp_path_factory):
         tmp_path_factory,
         "FVIT_CLAIMS_CACHE",
         name="claims-embedded",
-        dds=(_carlini(), DDSSpec("identity")),
+        dds=(_carlini(), DDSSpec("identity"), DDSSpec("oracle")),
         methods=(*METHODS, *BASELINE_MAPS),
         tasks=("segmentation", "perturbation"),
         limit=EMBEDDED_IMAGES,
@@ -192,8 +227,9 @@ def embedded_noise_only_tables(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def embedded_adaptive_tables(tmp_path_factory):
-    """The embedded analogue under the adaptive attack on each map (top-k loss, 4 noise draws per step), plain,
-    through carlini DDS and through the identity control (claims/test_controls.py: a no-op DDS must fail).
+    """The embedded analogue under the adaptive attack on each map (top-k loss, 4 noise draws per step) at 8/255,
+    plain, through carlini DDS, through the identity control (claims/test_controls.py: a no-op DDS must fail) and
+    with the oracle (a positive control: it must hold where the attack bites).
     Used by -m slow tests only."""
     from harness.claims.build import ADAPTIVE_METHODS
     from harness.runner.config import DDSSpec
@@ -202,8 +238,9 @@ def embedded_adaptive_tables(tmp_path_factory):
         tmp_path_factory,
         "FVIT_CLAIMS_CACHE_ADAPTIVE",
         name="claims-embedded-adaptive",
-        dds=(_carlini(), DDSSpec("identity")),
+        dds=(_carlini(), DDSSpec("identity"), DDSSpec("oracle")),
         methods=ADAPTIVE_METHODS,
+        radii_255=(0, 8),
         tasks=("segmentation",),
         attack="adaptive",
         adaptive_loss="topk",

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from claims.conftest import record, record_skip
+from claims.conftest import record, record_skip, verdict_of
 from harness.claims.build import ADAPTIVE_ATTACK, COST_DATASET
-from harness.claims.evaluate import evaluate
 from harness.claims.expectations import control_family_held, decide, load_expectations
 from harness.claims.paper import DATASET_OF, missing_inputs
 from harness.claims.registry import Claim, load_claims
@@ -36,11 +35,11 @@ _FAMILIES: dict[tuple[str, int], tuple[dict, dict[str, bool]]] = {}
 def _judge(claim: Claim, tables: dict):
     """The claim's verdict and, for a negative control, whether its "held" survives Holm over its family."""
     if not claim.control or claim.expect != "not_held":
-        return evaluate(claim, tables), None
+        return verdict_of(claim, tables), None
     key = (claim.control, id(tables))
     if key not in _FAMILIES:
         family = [
-            evaluate(c, tables)
+            verdict_of(c, tables)
             for c in CLAIMS
             if (c.control, c.world, c.kind, c.dataset) == (claim.control, claim.world, claim.kind, claim.dataset)
         ]

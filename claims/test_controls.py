@@ -56,3 +56,54 @@ def test_identity_dds_fails_every_adaptive_claim(embedded_adaptive_tables):
     assert len(claims) == 8
     passed = _identity_passes(claims, lambda c: embedded_adaptive_tables)
     assert not passed, "adaptive claims an identity 'DDS' passes:\n" + "\n".join(passed)
+
+
+def _robustness_claims(control: str = "") -> list[Claim]:
+    return [
+        c
+        for c in load_claims()
+        if c.world == "embedded" and c.robustness and c.control == control and c.attack != ADAPTIVE_ATTACK
+    ]
+
+
+# The embedded world must be able to answer its questions (docs/PROTOCOL.md section 1): at one radius or more
+# the attack bites for at least this share of the robustness claims, and the oracle (a purifier that restores
+# the clean input) holds at least this share of the decidable ones.
+MIN_DECIDABLE = 0.9
+MIN_ORACLE_POWER = 0.9
+
+
+@pytest.mark.claim
+@pytest.mark.xfail(
+    strict=True,
+    reason="measured 2026-12-03 on the claims' 32 images at radii 8 and 32/255: 58 of 88 robustness claims (66%) "
+    "decidable, the target is 90%; attention GradCAM and full LRP, whose per-image maps are noisy, and most "
+    "negative-AUC claims stay vacuous (their bite's interval contains 0). If it passes, remove this mark.",
+)
+def test_the_world_decides_its_robustness_claims(embedded_tables):
+    from claims.conftest import verdict_of
+
+    claims = _robustness_claims()
+    assert len(claims) >= 80
+    verdicts = [verdict_of(c, embedded_tables) for c in claims]
+    vacuous = [v for v in verdicts if v.outcome == "vacuous"]
+    share = 1 - len(vacuous) / len(verdicts)
+    assert share >= MIN_DECIDABLE, (
+        f"only {share:.0%} of the {len(verdicts)} embedded robustness claims are decidable at some radius "
+        f"(needs {MIN_DECIDABLE:.0%}); vacuous at every radius:\n" + "\n".join(v.claim.id for v in vacuous)
+    )
+
+
+@pytest.mark.claim
+def test_the_oracle_holds_the_decidable_claims(embedded_tables):
+    """The positive control's power: the oracle's claim rows (claims.yaml, control oracle) on the same experiment."""
+    from claims.conftest import verdict_of
+
+    oracle = [verdict_of(c, embedded_tables) for c in _robustness_claims("oracle")]
+    assert len(oracle) >= 80
+    decidable = [v for v in oracle if v.outcome != "vacuous"]
+    held = [v for v in decidable if v.held]
+    assert decidable and len(held) >= MIN_ORACLE_POWER * len(decidable), (
+        f"the oracle holds {len(held)} of {len(decidable)} decidable claims (needs {MIN_ORACLE_POWER:.0%}):\n"
+        + "\n".join(v.summary() for v in decidable if not v.held)
+    )

@@ -44,6 +44,13 @@ def _csv(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
 
+def _methods(text: str) -> list[str]:
+    """Comma-separated method names; commas inside a plug-in's options (parentheses) do not split."""
+    from harness.explainers.registry import split_names
+
+    return split_names(text)
+
+
 def _set_threads(threads: int | None) -> None:
     if threads:
         import torch
@@ -184,20 +191,29 @@ def cmd_train_mini(args: argparse.Namespace) -> int:
         kw["batch_size"] = args.batch_size
     if args.train_size is not None:
         kw["train_size"] = args.train_size
+    recipe = set(kw) == {"seed", "threads"} and args.seed == 0  # no override: the shipped checkpoint's stages
+    if not recipe and args.from_stage:
+        raise ValueError(
+            "--from-stage runs the recipe's stages: it takes no --steps, --batch-size, --train-size or --seed"
+        )
     if args.model == "vit":
         from harness.models.mini import MINI_VIT_DIR
         from harness.train.mini_vit import train_mini_vit, train_mini_vit_recipe
 
         out = Path(args.out or MINI_VIT_DIR)
-        if set(kw) == {"seed", "threads"} and args.seed == 0:
-            meta = train_mini_vit_recipe(out, threads=args.threads)  # the shipped checkpoint's three stages
+        if recipe:
+            meta = train_mini_vit_recipe(out, threads=args.threads, start=args.from_stage)
         else:
             meta = train_mini_vit(out, **kw)  # one stage with the given settings
     else:
         from harness.models.mini import MINI_DENOISER_DIR
-        from harness.train.mini_denoiser import train_mini_denoiser
+        from harness.train.mini_denoiser import train_mini_denoiser, train_mini_denoiser_recipe
 
-        meta = train_mini_denoiser(Path(args.out or MINI_DENOISER_DIR), **kw)
+        out = Path(args.out or MINI_DENOISER_DIR)
+        if recipe:
+            meta = train_mini_denoiser_recipe(out, threads=args.threads, start=args.from_stage)
+        else:
+            meta = train_mini_denoiser(out, **kw)  # one stage with the given settings
     print(json.dumps(meta, indent=2))
     return 0
 
@@ -210,25 +226,23 @@ def cmd_explainers(args: argparse.Namespace) -> int:
         opts = ", ".join(f"{k}={v!r}" for k, v in spec.defaults.items()) or "-"
         kind = "baseline map" if spec.baseline else "class-specific" if spec.is_class_specific() else "class-agnostic"
         print(f"{name:28s} {kind:15s} options: {opts}\n    {spec.description}")
+    print(
+        f"{'captum:<Class>(option=value, ...)':28s} {'class-specific':15s} options: the Captum class's own, and "
+        "reduce='abs_sum' (or 'sum', 'l2', 'max_abs'), baselines=0.0 (pixel units), seed=0\n    Any Captum "
+        "(inputs, target) attribution, e.g. captum:IntegratedGradients(n_steps=32) (pip install fvit-bench[captum]; "
+        "docs/plugin_explainer.md)."
+    )
     return 0
 
 
-PAPER_PLAN_CONFIGS = ("paper_vit_b16_seg.yaml", "paper_vit_b16_perturbation.yaml")
-
-
 def cmd_cost_plan(args: argparse.Namespace) -> int:
-    from harness.cost.plan import CallTimes, plan_conventions, plan_table
+    from harness.cost.plan import call_times, paper_plan_paths, plan_conventions, plan_table
     from harness.report.tables import write_table
     from harness.runner.config import load_config
 
-    paths = args.config or [str(DEFAULT_CONFIG.parent / name) for name in PAPER_PLAN_CONFIGS]
+    paths = args.config or paper_plan_paths()
     configs = [load_config(p) for p in paths]
-    defaults = CallTimes()
-    times = CallTimes(
-        unet=args.unet_seconds or defaults.unet,
-        vit_forward=args.vit_seconds or defaults.vit_forward,
-        vit_backward=2 * args.vit_seconds if args.vit_seconds else defaults.vit_backward,
-    )
+    times = call_times(args.unet_seconds, args.vit_seconds, args.vit_backward_seconds)
     table = plan_table(configs, times=times)
     out = Path(args.out) if args.out != str(DEFAULT_REPORTS / "cost") else DEFAULT_REPORTS / "bench"
     _, md = write_table(
@@ -355,9 +369,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", default=str(DEFAULT_CONFIG), help=f"experiment YAML (default {DEFAULT_CONFIG})")
     run.add_argument(
         "--methods",
-        type=_csv,
+        type=_methods,
         default=None,
-        help="comma-separated explainer names (see `fvit-bench explainers`; default: the config's, empty = all)",
+        help="comma-separated explainer names (see `fvit-bench explainers`; default: the config's, empty = all); "
+        "Captum attributions as captum:<Class> or captum:<Class>(option=value, ...), e.g. "
+        "captum:IntegratedGradients(n_steps=32)",
     )
     run.add_argument(
         "--baselines",
@@ -506,8 +522,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--steps",
         type=int,
         default=None,
-        help="optimisation steps of a single stage (default: the "
-        "full recipe: the ViT's three stages, see harness.train.mini_vit.RECIPE_STAGES)",
+        help="optimisation steps of a single stage on the embedded world (default: the full recipe, see "
+        "RECIPE_STAGES in harness.train.mini_vit and harness.train.mini_denoiser: curriculum stages on the "
+        "single-shape world, then the embedded world's)",
+    )
+    train.add_argument(
+        "--from-stage",
+        type=int,
+        default=0,
+        help="run the recipe from this stage (0-based), going on from the checkpoint in --out, which must be "
+        "the output of the stage before (default 0: all stages)",
     )
     train.add_argument("--batch-size", type=int, default=None, help="batch size (default: the recipe's)")
     train.add_argument("--train-size", type=int, default=None, help="training images (default: the whole split)")
@@ -536,7 +560,10 @@ def build_parser() -> argparse.ArgumentParser:
         "ratios.",
     )
     cost.add_argument(
-        "--methods", type=_csv, default=None, help="comma-separated explainer names (default: all registered)"
+        "--methods",
+        type=_methods,
+        default=None,
+        help="comma-separated explainer names, captum:<Class>(...) too (default: all registered)",
     )
     cost.add_argument(
         "--dds", type=_csv, default=None, help="comma-separated DDS variants (default: all registered; '' for none)"
@@ -607,7 +634,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="with --plan: measured seconds per "
-        "ViT-B/16 forward of one image; backward = 2x (default: 17.6 GFLOP at 300 TFLOP/s)",
+        "ViT-B/16 forward of one image; backward = 2x unless --vit-backward-seconds "
+        "(default: 17.6 GFLOP at 300 TFLOP/s)",
+    )
+    cost.add_argument(
+        "--vit-backward-seconds",
+        type=float,
+        default=None,
+        help="with --plan: measured seconds per ViT-B/16 backward of one image (default: 2 x --vit-seconds)",
     )
     cost.set_defaults(func=cmd_cost)
 

@@ -9,7 +9,7 @@ import torch
 from harness.attacks.adaptive import adaptive_attack, default_gradient, minmax, purify_for_attack, smoothed_patch_map
 from harness.attacks.differentiable import DIFFERENTIABLE_METHODS, SURROGATES, attack_form
 from harness.explainers.builtin import BUILTIN_METHODS
-from harness.smoothing.dds import VARIANTS, get_variant
+from harness.smoothing.dds import VARIANTS, get_variant, purifier_names
 
 RADIUS = 8 / 255
 
@@ -47,7 +47,12 @@ def test_untargeted_attack_runs_for_every_method(method, random_mini_vit, images
     assert (adv - images).abs().max() <= RADIUS + 1e-6 and not torch.equal(adv, images)
 
 
-@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_no_attack_goes_through_the_oracle(random_mini_vit, images):
+    with pytest.raises(ValueError, match="ignores its input"):
+        adaptive_attack(random_mini_vit, images[:1], RADIUS, method="rollout", variant="oracle", steps=1)
+
+
+@pytest.mark.parametrize("variant", purifier_names())
 def test_attack_through_every_dds_variant(variant, random_mini_vit, images, random_denoiser):
     sigma = get_variant(variant).default_sigma
     adv = adaptive_attack(

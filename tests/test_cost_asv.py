@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.explainers.registry import names
-from harness.smoothing.dds import VARIANTS
+from harness.smoothing.dds import VARIANTS, purifier_names
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,7 +32,7 @@ def benchmark_methods(cls) -> dict[str, object]:
 
 def test_grids_follow_the_registries(suite):
     assert names() == suite.METHODS
-    assert [suite.PLAIN, *VARIANTS] == suite.DDS
+    assert [suite.PLAIN, *purifier_names()] == suite.DDS
     for cls in (suite.ExplainerTime, suite.ExplainerEnergy):
         assert cls.params == (suite.METHODS, suite.DDS) and cls.param_names == ["method", "dds"]
 

@@ -36,6 +36,13 @@ def test_plan_runs_cpu_claims_compared_benchmarks_and_asv():
     assert "--python=same" in run and run[run.index("--set-commit-hash") + 1] == "abc123"
 
 
+def test_a_cuda_machine_adds_the_gpu_smoke_run():
+    steps = [s.name for s in plan("25%", "abc", gpu=True)]
+    assert steps.index("benchmarks") < steps.index("gpu smoke") < steps.index("asv machine")
+    (smoke,) = [s for s in plan("25%", "abc", gpu=True) if s.name == "gpu smoke"]
+    assert smoke.argv[1:] == ["-m", "harness.cost.gpu_smoke"]
+
+
 def test_without_a_commit_the_asv_step_fails_with_a_reason(tmp_path):
     (step,) = plan(DEFAULT_THRESHOLD, None, claims=False, bench=False)
     ((_, code, _),) = run_steps([step], root=tmp_path)
@@ -120,3 +127,21 @@ def test_paper_claims_run_only_when_their_files_are_present(tmp_path, capsys, mo
     monkeypatch.setattr(nightly, "paper_inputs_missing", lambda: [])
     assert main(["--dry-run", "--skip-asv", "--skip-bench", "--root", str(tmp_path)]) == 0
     assert "paper claims:" in capsys.readouterr().out
+
+
+def test_missing_optional_extras_are_named_before_the_run(tmp_path, capsys, monkeypatch):
+    """The slow step's Captum and Quantus tests skip without their extras; the nightly says so and how to install."""
+    import importlib.util
+
+    import harness.cost.nightly as nightly
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "quantus" else real(name, *a))
+    assert nightly.missing_extras() == (["quantus"] if real("captum") else ["captum", "quantus"])
+    monkeypatch.setattr(nightly, "paper_inputs_missing", lambda: [])
+    (tmp_path / "asv.conf.json").write_text("{}")
+    assert main(["--dry-run", "--skip-asv", "--skip-bench", "--root", str(tmp_path)]) == 0
+    assert "pip install -e .[" in capsys.readouterr().out
+    monkeypatch.setattr(nightly, "missing_extras", lambda: [])
+    assert main(["--dry-run", "--skip-asv", "--skip-bench", "--root", str(tmp_path)]) == 0
+    assert "optional extras" not in capsys.readouterr().out

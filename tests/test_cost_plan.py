@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from harness.cli import main
-from harness.cost.plan import CallTimes, calls_per_image, plan_table
+from harness.cost.plan import CallTimes, call_times, calls_per_image, plan_table
 from harness.runner.config import DDSSpec, ExperimentConfig
 
 SIGMA = 2 / 255  # [0,1] pixel units: 8 FViT sampling steps
@@ -175,3 +175,25 @@ def test_the_identity_control_reuses_the_plain_adaptive_attack(tmp_path, monkeyp
     attacked = rows[rows["radius_255"] > 0].set_index(["dds", "item_id"]).sort_index()
     columns = ["pred", "topk_overlap", "correct", "inter_fg"]
     assert attacked.loc["identity", columns].equals(attacked.loc["none", columns])
+
+
+def test_measured_seconds_feed_the_plan(tmp_path):
+    """`--unet-seconds/--vit-seconds/--vit-backward-seconds` (what scripts/gpu_smoke.sh measures) set the
+    plan's per-call seconds: GPU-hours = calls x measured seconds, summed."""
+    argv = ["cost", "--plan", "--out", str(tmp_path), "--unet-seconds", "0.02", "--vit-seconds", "0.001"]
+    assert main([*argv, "--vit-backward-seconds", "0.005"]) == 0
+    total = pd.read_csv(tmp_path / "paper_plan.csv").iloc[-1]
+    by_hand = total["unet_calls"] * 0.02 + total["vit_forward_calls"] * 0.001 + total["vit_backward_calls"] * 0.005
+    assert total["gpu_hours"] == pytest.approx(by_hand / 3600)
+    assert main(argv) == 0  # the backward defaults to 2 x the forward
+    total = pd.read_csv(tmp_path / "paper_plan.csv").iloc[-1]
+    by_hand = total["unet_calls"] * 0.02 + total["vit_forward_calls"] * 0.001 + total["vit_backward_calls"] * 0.002
+    assert total["gpu_hours"] == pytest.approx(by_hand / 3600)
+
+
+def test_call_times_defaults_and_errors():
+    assert call_times() == CallTimes()
+    assert call_times(vit_seconds=0.5).vit_backward == 1.0
+    assert call_times(1.0, 0.5, 0.7) == CallTimes(unet=1.0, vit_forward=0.5, vit_backward=0.7)
+    with pytest.raises(ValueError, match="unet-seconds must be a positive"):
+        call_times(unet_seconds=-1.0)

@@ -17,7 +17,7 @@ from harness.cost.timing import (
     write_cost_report,
 )
 from harness.explainers.registry import names
-from harness.smoothing.dds import VARIANTS, get_variant
+from harness.smoothing.dds import VARIANTS, get_variant, purifier_names
 
 # Tiny settings: 1 image, m = 1, sigma = 1.5/255 pixel units (FViT's rule: 3 denoising steps).
 TINY = CostSettings(images=1, batch_size=1, warmup=False, sigma=1.5 / 255, samples=1, carbon_intensity_g_per_kwh=200.0)
@@ -40,7 +40,7 @@ def table(tiny_world):
 
 
 def test_every_registered_method_and_variant_is_present_once(table):
-    expected = {(m, d) for m in names() for d in [PLAIN, *VARIANTS]}
+    expected = {(m, d) for m in names() for d in [PLAIN, *purifier_names()]}
     assert set(zip(table["method"], table["dds"], strict=True)) == expected
     assert len(table) == len(expected)
 

@@ -90,6 +90,13 @@ def _check_command(words: list[str], where: str) -> None:
         assert args[:1] in (["check"], ["format"]), f"{where}: unexpected ruff command {words}"
     elif program.startswith("python3") and args[:2] == ["-m", "venv"]:
         assert len(args) == 3, f"{where}: `python -m venv` takes one folder"
+    elif program == "gpu_smoke.sh":
+        from harness.cost.gpu_smoke import build_parser as smoke_parser
+
+        try:
+            smoke_parser().parse_args(args)
+        except SystemExit as exc:
+            raise AssertionError(f"{where}: `scripts/gpu_smoke.sh {' '.join(args)}` does not parse") from exc
     elif program == "torchrun":
         _check_command(["fvit-bench", *args[args.index("harness.cli") + 1 :]], where)
     else:
@@ -113,6 +120,8 @@ def test_the_checks_catch_a_wrong_command():
         _check_command([".venv/bin/pip", "install", "-e", ".[nope]"], "x")
     with pytest.raises(AssertionError, match="markers"):
         _check_command(["pytest", "-m", "fast"], "x")
+    with pytest.raises(AssertionError, match="does not parse"):
+        _check_command(["scripts/gpu_smoke.sh", "--no-such-option"], "x")
 
 
 def test_every_protocol_citation_names_a_section_of_docs_protocol():
@@ -138,3 +147,25 @@ def test_every_protocol_citation_names_a_section_of_docs_protocol():
             assert section is None or section in sections, f"{where}: docs/PROTOCOL.md has no section {section}"
             cited += 1
     assert cited > 10
+
+
+def test_protocol_states_the_outcome_rule_the_code_applies():
+    """docs/PROTOCOL.md section 1 names the outcomes the code concludes and the function that applies its
+    radius rule; the interval rule replaced the point estimate and must not be described as it."""
+    from harness.claims import evaluate
+    from harness.claims.registry import OUTCOMES
+
+    text = (ROOT / "docs" / "PROTOCOL.md").read_text()
+    section = text[text.index("## 1. Claims") : text.index("## 2. ")]
+    assert "point estimate" not in section
+    for outcome in set(OUTCOMES) - {"skipped"}:
+        assert f"**{outcome}**" in section, f"PROTOCOL section 1 does not state when a claim is {outcome}"
+    for name in re.findall(r"`harness\.claims\.evaluate\.(\w+)`", section):
+        assert hasattr(evaluate, name), f"PROTOCOL section 1 cites harness.claims.evaluate.{name}, which is gone"
+    assert "summarise_radii" in section and "Holm" in section
+
+
+def test_the_ci_script_runs_the_readme_test_command():
+    readme, ci = (ROOT / "README.md").read_text(), (ROOT / ".ci" / "run").read_text()
+    command = next(line for _, block in blocks("shell") for line in block.splitlines() if '.[test]"' in line)
+    assert command in ci and command in readme

@@ -18,10 +18,13 @@ def test_shipped_checkpoints_are_small_safetensors():
     assert sum(f.stat().st_size for f in files) <= 20 * 1024 * 1024
 
 
-def test_shipped_vit_reaches_90_percent_top1(mini_vit):
+def test_shipped_vit_reaches_78_percent_top1(mini_vit):
+    """The cluttered world (the largest of 2-3 shapes on textured clutter) is harder than the single-shape world
+    its curriculum starts on: the shipped ViT has 80.7% top-1 on its 1000 test images (the single-shape world's
+    ViT had 90.7% there); 78% leaves room for another machine's float rounding, not for a worse checkpoint."""
     acc = evaluate_top1(mini_vit)
     print(f"mini ViT top-1 on the 1000-image embedded test split: {100 * acc:.1f}%")
-    assert acc >= 0.90
+    assert acc >= 0.78
 
 
 def test_shipped_denoiser_one_shot_raises_psnr(mini_denoiser):
@@ -96,10 +99,16 @@ def test_staged_recipe_chains_its_stages(tmp_path, monkeypatch):
 
     small = dict(batch_size=4, train_size=12, eval_size=10)
     stages = (
-        {"steps": 1, "lr": 1e-3, "seed": 0, **small},
+        {"steps": 1, "lr": 1e-3, "seed": 0, "world": "single", **small},
         {"steps": 2, "lr": 5e-4, "seed": 1, "deletion": 0.5, **small},
     )
     monkeypatch.setattr(mini_vit, "RECIPE_STAGES", stages)
     meta = mini_vit.train_mini_vit_recipe(tmp_path / "out", threads=1)
-    assert (meta["steps"], meta["deletion"]) == (2, 0.5) and meta["init_from"].endswith("stage0")
+    first, last = meta["stages"]
+    assert (first["world"], last["world"]) == ("single", "cluttered")  # the curriculum, then the embedded world
+    assert (last["steps"], last["deletion"]) == (2, 0.5) and last["init_from"].endswith("stage0")
+    assert json.loads((tmp_path / "out/config.json").read_text())["meta"] == meta
     assert load_mini_vit(tmp_path / "out")(torch.rand(1, 3, 64, 64)).shape == (1, 10)
+    # --from-stage 1 goes on from the checkpoint (stage 0's output) and keeps its stage's record
+    resumed = mini_vit.train_mini_vit_recipe(tmp_path / "out", threads=1, start=1)
+    assert resumed["stages"][0] == first and resumed["stages"][1]["init_from"] == str(tmp_path / "out")

@@ -15,11 +15,13 @@ def test_a_run_writes_the_verdicts_of_the_claims_it_measures(small_run):
     out, printed = small_run
     table = read_run_verdicts(out)
     assert table is not None
-    # 4 images, rollout and raw_attention with carlini at 0 and 8/255: fvit-1 (level and drop, 3 metrics),
-    # fvit-2 (2 AUCs, level and drop) and re-3 (top-k) for each method; no control, no adaptive, no cost claim.
+    # 4 images, rollout and raw_attention with carlini and the oracle (the config's positive control) at 0 and
+    # 8/255: fvit-1 (level and drop, 3 metrics), fvit-2 (2 AUCs, level and drop) and re-3 (top-k) for each
+    # method, with carlini and as oracle controls; no other control, no adaptive, no cost claim.
     assert set(table["method"]) == {"rollout", "raw_attention"}
-    assert set(table["group"]) == {"fvit-1", "fvit-2", "re-3"} and (table["control"] == "").all()
-    assert len(table) == 2 * 11 and (table["n_images"] == 4).all() and (table["test"] == "judged").all()
+    assert set(table["group"]) == {"fvit-1", "fvit-2", "re-3"} and set(table["control"]) == {"", "oracle"}
+    assert len(table) == 2 * 2 * 11 and (table["n_images"] == 4).all() and (table["test"] == "judged").all()
+    assert "oracle holds" in (out / "verdicts.md").read_text()
     assert set(table["outcome"]) <= {"held", "contradicted", "inconclusive", "vacuous"}
     assert table["delta_ci95"].notna().all()
     md = (out / "verdicts.md").read_text()
@@ -80,3 +82,27 @@ def test_a_run_that_measures_no_claim_says_why(tmp_path):
     cfg = ExperimentConfig(radii_255=(0, 4))
     (line,) = run_summary(cfg, tmp_path)
     assert "measures none of the claims" in line and "8/255" in line and "0, 4/255" in line
+
+
+def test_plugin_methods_get_the_claims_every_builtin_method_has():
+    """A method outside claims/claims.yaml (captum:..., or one the user registered) is judged on the same claims
+    as a built-in one: same groups, metrics, relations, DDS and radius; baseline maps keep only their controls."""
+    cfg = ExperimentConfig(methods=("rollout",))
+    tables = {"segmentation": None, "perturbation": None, "faithfulness": None}
+    plugin = "captum:Saliency"
+    rows = _rows(["rollout", plugin, "random_map"], ["none", "carlini", "identity"], [0, 8])
+    found = measured_claims(cfg, rows, tables)
+
+    def shape(c):
+        return (c.claim, c.table, c.metric, c.relation, c.dds, c.radius_255, c.control, c.expect)
+
+    builtin = sorted(shape(c) for c in found if c.method == "rollout")
+    mine = [c for c in found if c.method == plugin]
+    assert builtin and sorted(shape(c) for c in mine) == builtin
+    assert all(plugin in c.id and plugin in c.statement for c in mine) and len({c.id for c in found}) == len(found)
+    assert {c.control for c in found if c.method == "random_map"} == {"baseline_maps"}
+    # Without the plug-in's rows no claim is stated for it; an explicit claim list is taken as given.
+    assert not [
+        c for c in measured_claims(cfg, _rows(["rollout"], ["none", "carlini"], [0, 8]), tables) if c.method == plugin
+    ]
+    assert not [c for c in measured_claims(cfg, rows, tables, claims=load_claims()) if c.method == plugin]

@@ -263,3 +263,42 @@ def test_adaptive_attack_config_is_validated():
         ExperimentConfig(attack="fgsm")
     with pytest.raises(ValueError, match="adaptive_loss"):
         ExperimentConfig(attack="adaptive", methods=("rollout",), adaptive_loss="kl")
+
+
+def test_the_oracle_explains_the_clean_image_at_every_radius(tmp_path):
+    """The positive control: under attack the oracle's rows are the plain method's clean rows, bit for bit (its
+    maps are the clean maps: top-k overlap 1), while the plain rows move."""
+    cfg = ExperimentConfig(
+        name="oracle",
+        methods=("rollout",),
+        dds=(DDSSpec("oracle"),),
+        radii_255=(0, 32),
+        limit=4,
+        batch_size=4,
+    )
+    with _one_thread():
+        run_experiment(cfg, tmp_path, progress=False)
+    rows = load_rows(tmp_path, cfg).set_index("item_id").sort_index()
+    stats = ["correct", "inter_fg", "union_fg", "ap"]
+
+    def at(dds: str, radius: float) -> pd.DataFrame:
+        return rows[(rows["dds"] == dds) & (rows["radius_255"] == radius)]
+
+    clean, oracle = at("none", 0.0), at("oracle", 32.0)
+    pd.testing.assert_frame_equal(oracle[stats], clean[stats])
+    assert oracle["positive_pred"].tolist() == clean["positive_pred"].tolist()
+    assert (oracle["topk_overlap"] == 1.0).all() and (oracle["smoothed_pred"] == oracle["clean_pred"]).all()
+    assert (at("none", 32.0)["pred"] != at("none", 32.0)["clean_pred"]).any()  # the attack did something
+
+
+def test_the_oracle_needs_the_clean_images(mini_vit, embedded_batch):
+    from harness.explainers import get_explainer
+    from harness.smoothing.dds import smooth
+
+    images = embedded_batch[0][:2]
+    oracle = smooth(get_explainer("rollout"), None, "oracle")
+    with pytest.raises(ValueError, match="pass clean="):
+        oracle(mini_vit, images)
+    torch.testing.assert_close(
+        oracle(mini_vit, images.flip(-1), clean=images), get_explainer("rollout")(mini_vit, images)
+    )

@@ -180,6 +180,11 @@ def adaptive_attack(
         raise ValueError(f"unknown adaptive-attack loss {loss!r}; choose from {LOSSES}")
     if variant is not None:
         spec = get_variant(variant)
+        if spec.needs_clean:
+            raise ValueError(
+                f"DDS variant {variant!r} ignores its input (it is handed the clean image), so no attack goes "
+                "through it: attack the plain map (variant=None), as the runner does for it"
+            )
         sigma = check_sigma(spec.default_sigma if sigma is None else sigma)
         if spec.needs_denoiser and denoiser is None:
             raise ValueError(f"DDS variant {variant!r} needs a denoiser; got None")

@@ -73,13 +73,16 @@ COST_RELATIONS = (("re-4", "flops_per_image", "FLOPs (torch.utils.flop_counter)"
 COST_DATASET = "cost-images"  # timing does not depend on image content: seeded random or embedded images
 DATASET_OF_CLAIM = {"fvit-1": "imagenet-seg", "fvit-2": "imagenet-val", "re-3": "imagenet-seg", "re-4": COST_DATASET}
 PAPER_DDS_OF_CLAIM = {"fvit-1": "fvit", "fvit-2": "fvit", "re-3": "re", "re-4": "re"}
-# Negative controls, embedded world only (each a claim row of its own): (control, dds, methods, expect).
+# Controls, embedded world only (each a claim row of its own): (control, dds, methods, expect).
 # identity: a "DDS" that changes nothing; random / centre / constant maps: explanations with no content.
 # noise_only: DDS without its denoiser. The first two must not hold any claim; where noise alone holds
-# one, that is a finding about the papers' claim (DDS's denoiser is not what makes it hold).
+# one, that is a finding about the papers' claim (DDS's denoiser is not what makes it hold). oracle: the
+# positive control, a "DDS" handed the clean image (the best any purifier can do): it must hold every
+# robustness claim the attack makes decidable (vacuous ones have nothing to show).
 BASELINE_MAPS = ("random_map", "centre_map", "constant_map")
 CONTROLS = (
     ("identity", "identity", METHODS, "not_held"),
+    ("oracle", "oracle", METHODS, "held"),
     ("baseline_maps", EMBEDDED_DDS, BASELINE_MAPS, "not_held"),
     ("noise_only", "noise_only", METHODS, "report"),
 )
@@ -87,6 +90,7 @@ CONTROL_STATEMENTS = {
     "identity": "negative control: an identity 'DDS' (no noise, no denoiser) must not hold",
     "baseline_maps": "negative control: a baseline map with no content must not hold",
     "noise_only": "control: DDS without its denoiser (noise only), reported as a finding",
+    "oracle": "positive control: an oracle 'DDS' that returns the clean image must hold wherever the attack bites",
 }
 
 

@@ -4,8 +4,13 @@
 - relation (`dds >= none`, `dds <= none`, `dds drop < none drop`): the 95% paired-bootstrap interval
   of the effect over the images decides. Held when it lies on the claimed side of 0, contradicted when
   it lies on the other side, inconclusive when it contains 0 (a tie is never held). A robustness claim
-  (measured under attack) is vacuous when the attack does not measurably hurt the plain method: the
-  interval of the plain method's degradation from clean to attacked must exclude 0 on the harmful side.
+  (measured under attack) is judged at every attacked radius its rows have (`by_radius`, one verdict
+  each) and summarised over them (`summarise_radii`, docs/PROTOCOL.md section 1): at a radius the attack
+  bites when the interval of the plain method's degradation from clean to attacked excludes 0 on the
+  harmful side and its one-sided p survives Holm over the radii; where it does not bite the radius is
+  vacuous. The claim is held when it is held at every radius where the attack bites, its p-values
+  surviving Holm over those radii; contradicted when it is contradicted at one (Holm likewise); vacuous
+  when the attack bites at no radius; else inconclusive.
 - relation `dds work > none work` (cost): counted FLOPs per image with DDS over without; held when the
   ratio exceeds 1. Wall-clock and energy ratios are reported, never asserted (they depend on load).
 - effect: a reported DDS effect (with minus without); held when the measured effect lies within
@@ -19,6 +24,7 @@ otherwise, 1 - overlap for top-k overlap), measured - reported for values and ef
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -27,7 +33,14 @@ import pandas as pd
 from scipy.stats import norm
 
 from harness.claims.registry import DROP_RELATION, WORK_RELATION, Claim
-from harness.claims.uncertainty import LEVEL, bootstrap_statistics, one_sided_p, percentile_interval
+from harness.claims.uncertainty import (
+    LEVEL,
+    bootstrap_statistics,
+    holm,
+    holm_adjusted,
+    one_sided_p,
+    percentile_interval,
+)
 from harness.cost.emissions import CPU_POWER_MODES
 from harness.metrics.registry import resolve
 
@@ -50,10 +63,28 @@ class Verdict:
     p_value: float | None = None  # one-sided, for the claimed direction (normal approx., bootstrap SE)
     bite: float | None = None  # the plain method's degradation from clean to attacked (robustness claims)
     bite_interval: tuple[float, float] | None = None
+    bite_p: float | None = None  # one-sided p of "the attack degrades the plain method" (normal approx.)
     flipped: float | None = None  # percent of the plain predictions the attack changed
     tolerance: float | None = None  # the tolerance applied (values: the claim's; effects: derived)
     n_images: int | None = None
     reason: str = ""
+    # Robustness relations: the verdict at each attacked radius of the rows (the headline radius included);
+    # the fields above are the headline radius's (claim.radius_255), `outcome` and `p_value` the summary's.
+    by_radius: tuple[Verdict, ...] = ()
+
+    @property
+    def radius_255(self) -> float:
+        return self.claim.radius_255
+
+    @property
+    def decidable_radii(self) -> tuple[float, ...]:
+        """The attacked radii where the attack bites (the claim is not vacuous there)."""
+        return tuple(v.radius_255 for v in self.by_radius if v.outcome != "vacuous")
+
+    @property
+    def radius_curve(self) -> str:
+        """Each radius's outcome, e.g. '2: vacuous, 8: held, 32: held' (radii in 1/255 units)."""
+        return ", ".join(f"{v.radius_255:g}: {v.outcome}" for v in self.by_radius)
 
     @property
     def held(self) -> bool:
@@ -203,9 +234,11 @@ def _relation(claim: Claim, rows: pd.DataFrame, resamples: int) -> Verdict:
     )
     if claim.robustness:
         plain = _frame(rows, claim, NO_DDS, r)
+        bite = float(bite_of(points))
         base.update(
-            bite=float(bite_of(points)),
+            bite=bite,
             bite_interval=percentile_interval(bite_of(reps)),
+            bite_p=one_sided_p(bite, bite_of(reps), +1),
             flipped=100.0 * float((plain["pred"] != plain["clean_pred"]).mean()),
         )
         if not base["bite_interval"][0] > 0:
@@ -213,6 +246,76 @@ def _relation(claim: Claim, rows: pd.DataFrame, resamples: int) -> Verdict:
     outcome = _conclude(*interval, side)
     reason = "" if math.isfinite(delta) else "no scorable images (degenerate maps)"
     return Verdict(outcome=outcome, reason=reason, **base)
+
+
+def attacked_radii(claim: Claim, rows: pd.DataFrame) -> list[float]:
+    """The attacked radii (1/255 units, sorted) at which `rows` have the claim's method with and without its DDS,
+    the claim's headline radius always among them (a missing one fails in `_relation`, naming it)."""
+    sel = rows[rows["method"] == claim.method]
+    radii = [set(sel.loc[sel["dds"] == d, "radius_255"].astype(float)) for d in (claim.dds, NO_DDS)]
+    return sorted({r for r in radii[0] & radii[1] if r > 0} | {float(claim.radius_255)})
+
+
+def _over_radii(claim: Claim, rows: pd.DataFrame, resamples: int) -> Verdict:
+    """A robustness relation judged at each attacked radius of the rows, then summarised (`summarise_radii`)."""
+    per = [
+        _relation(claim if r == claim.radius_255 else dataclasses.replace(claim, radius_255=r), rows, resamples)
+        for r in attacked_radii(claim, rows)
+    ]
+    return summarise_radii(claim, per)
+
+
+def summarise_radii(claim: Claim, per: list[Verdict]) -> Verdict:
+    """One outcome for a robustness claim from its verdicts at each attacked radius (docs/PROTOCOL.md section 1).
+
+    The attack bites at a radius when its degradation interval excludes 0 and its one-sided p survives Holm
+    (5% family-wise) over the radii; elsewhere the radius is vacuous. Over the biting radii: held when every one
+    is held and their p-values all survive Holm; contradicted when one is contradicted and its opposite-side p
+    survives Holm; vacuous when none bites; else inconclusive. The summary keeps the headline radius's numbers;
+    its p-value is the largest Holm-adjusted p of the biting radii (held needs it <= 5%)."""
+    bites = holm([1.0 if v.bite_p is None else v.bite_p for v in per])
+    per = [
+        v
+        if v.outcome == "vacuous" or ok
+        else dataclasses.replace(
+            v,
+            outcome="vacuous",
+            reason=f"the attack's degradation of the plain method (one-sided p {v.bite_p:.2g}) does not "
+            f"survive Holm over the {len(per)} attacked radii",
+        )
+        for v, ok in zip(per, bites, strict=True)
+    ]
+    headline = next(v for v in per if v.radius_255 == claim.radius_255)
+    decided = [v for v in per if v.outcome != "vacuous"]
+    where = f"radii {', '.join(f'{v.radius_255:g}' for v in per)}/255"
+    if not decided:
+        return dataclasses.replace(
+            headline,
+            claim=claim,
+            outcome="vacuous",
+            by_radius=tuple(per),
+            reason=f"the attack does not measurably hurt the plain method at any of {where}",
+        )
+    p = [1.0 if v.p_value is None else v.p_value for v in decided]
+    held, against = holm(p), holm([1.0 - x for x in p])
+    if any(v.outcome == "contradicted" and a for v, a in zip(decided, against, strict=True)):
+        outcome = "contradicted"
+    elif all(v.outcome == "held" and h for v, h in zip(decided, held, strict=True)):
+        outcome = "held"
+    else:
+        outcome = "inconclusive"
+    at = ", ".join(f"{v.radius_255:g}" for v in decided)
+    reason = f"judged at the radii where the attack bites ({at} of {where}; Holm over them)"
+    if headline.reason and headline.outcome != "vacuous":
+        reason = f"{headline.reason}; {reason}"
+    return dataclasses.replace(
+        headline,
+        claim=claim,
+        outcome=outcome,
+        p_value=max(holm_adjusted(p)),
+        by_radius=tuple(per),
+        reason=reason,
+    )
 
 
 def _work(claim: Claim, tables: dict[str, pd.DataFrame]) -> Verdict:
@@ -293,4 +396,6 @@ def evaluate(claim: Claim, tables: dict[str, pd.DataFrame], resamples: int = 200
         raise LookupError(f"claim {claim.id}: a {claim.kind} claim is judged on per-image rows; none were given")
     if claim.kind == "effect":
         return _effect(claim, tables["rows"], resamples)
+    if claim.robustness:
+        return _over_radii(claim, tables["rows"], resamples)
     return _relation(claim, tables["rows"], resamples)

@@ -4,7 +4,8 @@ A claim's test passes when it is held. A claim measured not to hold (contradicte
 vacuous) fails unless expectations.yaml lists it with that exact outcome, the measured numbers and
 the reason; then it is a strict xfail: if the outcome changes (it starts to hold, or fails in another
 way) the test fails until the list is updated, so the list cannot go stale. Negative controls pass
-when they are not held (`expect: not_held`), or are reported as findings (`expect: report`). A negative
+when they are not held (`expect: not_held`), or are reported as findings (`expect: report`); the positive
+control (the oracle, `expect: held`) passes when held or vacuous (nothing to decide) and fails otherwise. A negative
 control judged with its family (every control claim of one kind on one experiment, `control_family_held`)
 fails only when its effect also survives Holm-Bonferroni at 5% family-wise over that family: each claim's
 interval alone has the criterion's per-claim false-alarm rate, so among tens of content-free controls a
@@ -103,6 +104,16 @@ def decide(verdict: Verdict, expectations: dict[str, Expected], family_held: boo
             return Decision("fail", f"{claim.id}: a control claim cannot be listed in expectations.yaml")
         if claim.expect == "report":
             return Decision("pass", f"{summary} [control reported as a finding]")
+        if claim.expect == "held":
+            if verdict.held:
+                return Decision("pass", f"{summary} [positive control, held as it must be]")
+            if verdict.outcome == "vacuous":
+                return Decision("pass", f"{summary} [positive control: not decidable, the attack does not bite]")
+            return Decision(
+                "fail",
+                f"{summary} -- the positive control does NOT hold this decidable claim: not even a purifier "
+                "that restores the clean input could pass it",
+            )
         if verdict.held and family_held is False:
             return Decision(
                 "pass",
@@ -145,13 +156,23 @@ def _reason(row: dict) -> str:
         ci = str(row["attack_degrades_plain_ci95"])
         upper = float(ci.strip("[]").split(",")[1]) if "," in ci else float("nan")
         effect = "improves" if upper < 0 else "does not measurably degrade"
+        radius = row.get("radius_255")
+        at = f" at {radius:g}/255" if isinstance(radius, float) and radius == radius else ""
         return (
-            f"the attack {flipped}{effect} the plain method's {metric} "
-            f"(degradation {row['attack_degrades_plain_by']:+.4g}, CI {ci}): no robustness to restore"
+            f"the attack {flipped}{effect} the plain method's {metric}{at} "
+            f"(degradation {row['attack_degrades_plain_by']:+.4g}, CI {ci}){_curve(row)}: no robustness to restore"
         )
     if row["outcome"] == "inconclusive":
-        return f"no measurable effect of DDS on {n:.0f} images: the delta's CI {row['delta_ci95']} contains 0"
-    return f"DDS moves {metric} the other way than claimed, beyond sampling noise (CI {row['delta_ci95']})"
+        return (
+            f"no measurable effect of DDS on {n:.0f} images: the delta's CI {row['delta_ci95']} contains 0{_curve(row)}"
+        )
+    return f"DDS moves {metric} the other way than claimed, beyond sampling noise (CI {row['delta_ci95']}){_curve(row)}"
+
+
+def _curve(row: dict) -> str:
+    """'; by radius: 8: vacuous, 32: held' for a claim judged along the radius axis, else ''."""
+    curve = row.get("outcome_by_radius")
+    return f"; by radius: {curve}" if isinstance(curve, str) and curve else ""
 
 
 def draft_expectations(

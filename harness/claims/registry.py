@@ -8,8 +8,9 @@ A claim is one of:
   the degradation from clean to attacked, `dds work > none work` compares counted compute (FLOPs);
 - an *effect*: a DDS effect (with minus without, same setting) a paper reports, held when the
   measured effect lies within a tolerance derived from the sampling interval at both sample sizes.
-A `control` claim is a negative control (identity DDS, noise only, random or constant maps): it
-must not be held, or (noise only) is reported as a finding about the papers' claim.
+A `control` claim is a negative control (identity DDS, random or constant maps): it must not be held;
+a positive control (the oracle, which restores the clean input): it must be held unless vacuous; or
+(noise only) it is reported as a finding about the papers' claim.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ RELATIONS = (*LEVEL_RELATIONS, DROP_RELATION, WORK_RELATION)
 KINDS = ("value", "relation", "effect")
 # What a claim's evaluation concludes (a claim is held only when its interval says so).
 OUTCOMES = ("held", "contradicted", "inconclusive", "vacuous", "skipped")
-# How a control claim's test treats its outcome: must not be held, or reported as a finding.
-CONTROL_EXPECT = ("not_held", "report")
+# How a control claim's test treats its outcome: must not be held (negative), must be held wherever it is
+# decidable (positive: the oracle), or reported as a finding.
+CONTROL_EXPECT = ("not_held", "held", "report")
 WORLDS = ("paper", "embedded")
 
 
@@ -58,7 +60,7 @@ class Claim:
     confidence: str
     note: str = ""
     control: str = ""  # "" or the negative control this claim runs (identity, noise_only, random_maps, ...)
-    expect: str = ""  # controls: "not_held" or "report"
+    expect: str = ""  # controls: "not_held", "held" (positive control) or "report"
     n_reported: int | None = None  # effect claims: the images the paper's number was measured on
     source_ref: str = ""  # exact source: repository@commit:file#cell, table or figure
     sample: str = ""  # the images the reported number was measured on

@@ -125,3 +125,16 @@ def holm(p_values: Sequence[float], alpha: float = 1.0 - LEVEL) -> list[bool]:
             break
         rejected[i] = True
     return rejected
+
+
+def holm_adjusted(p_values: Sequence[float]) -> list[float]:
+    """Holm-adjusted p-values (in the input's order): hypothesis i is rejected by `holm` at alpha exactly when
+    its adjusted p is <= alpha."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted = [1.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted

@@ -5,13 +5,19 @@ if any step fails, and every step runs even after a failure):
 1. claims      ``pytest claims -m "not gpu"``: a failed claim fails the night. Then, when the
    paper-scale files are present (the FVIT_* variables README names), ``pytest claims -m gpu``; when
    they are not, the run says so and names what is missing. Then the unit tests the default suite
-   leaves out, ``pytest tests --ignore=tests/bench -m "slow and not gpu"`` (e.g. the two-process torchrun shard run).
+   leaves out, ``pytest tests --ignore=tests/bench -m "slow and not gpu"`` (e.g. the two-process torchrun shard run,
+   the Captum run through DDS and the claims, the Quantus cross-checks: these need the extras captum and quantus,
+   and skip, as the run says beforehand, where they are not installed).
 2. benchmarks  ``pytest tests/bench -m "not gpu" --benchmark-enable --benchmark-autosave
    --benchmark-compare --benchmark-compare-fail=mean:<threshold>``: compared with the last run saved in
    .benchmarks/<machine id>/; a mean slowdown beyond the threshold fails the session. The first night
    (no saved run: pytest-benchmark would reject --benchmark-compare-fail) only saves its run.
+   With a CUDA device, then the GPU smoke run (``python -m harness.cost.gpu_smoke``, scripts/gpu_smoke.sh:
+   the paper architectures on the GPU, fp32/fp16/bf16, reports/bench/gpu.md); ``--skip-gpu-smoke`` leaves it out.
 3. asv         ``asv machine --yes`` (once), ``asv run --python=same --set-commit-hash <HEAD>``,
-   ``asv publish``: the history site in .asv/html (``asv preview`` serves it).
+   ``asv publish``: the history site in .asv/html (``asv preview`` serves it): cost (benchmarks/bench_cost.py)
+   beside verdict drift (benchmarks/bench_verdicts.py: each embedded claim's effect, interval and outcome counts,
+   read from reports/claims/verdicts.csv, which step 1 wrote at the same commit).
 
 Threshold: mean +25% by default (--threshold, --stat). The gate is for regressions that matter here
 (an extra UNet call per DDS sample, a lost no_grad, attention kept in autograd), which cost far more
@@ -75,6 +81,17 @@ def paper_inputs_missing() -> list[str]:
     return missing
 
 
+# Optional extras whose tests the slow step runs (they skip, with the reason, where the extra is absent).
+NIGHTLY_EXTRAS = {"captum": "captum", "quantus": "quantus"}
+
+
+def missing_extras() -> list[str]:
+    """The optional extras (pyproject.toml) whose package is not importable here."""
+    import importlib.util
+
+    return [extra for extra, module in NIGHTLY_EXTRAS.items() if importlib.util.find_spec(module) is None]
+
+
 def check_threshold(threshold: str) -> str:
     """'25%' or '0.05' (seconds): the forms --benchmark-compare-fail accepts after 'mean:'."""
     text = threshold.strip()
@@ -96,11 +113,13 @@ def plan(
     compare: bool = True,
     stat: str = "mean",
     paper: bool = False,
+    gpu: bool = False,
 ) -> list[Step]:
     """The nightly steps, in order. asv needs a commit: without one its step is an error you can read.
 
     compare=False (no earlier saved benchmark run) saves the benchmarks without comparing them;
-    paper=True adds the paper-scale claims (`pytest claims -m gpu`) after the CPU ones.
+    paper=True adds the paper-scale claims (`pytest claims -m gpu`) after the CPU ones; gpu=True (a CUDA
+    device here) adds the paper-size GPU smoke run (scripts/gpu_smoke.sh, docs/gpu.md) after the benchmarks.
     """
     py = sys.executable
     steps = []
@@ -130,6 +149,8 @@ def plan(
                 ],
             )
         )
+    if gpu:
+        steps.append(Step("gpu smoke", [py, "-m", "harness.cost.gpu_smoke"]))
     if asv:
         if commit is None:
             steps.append(
@@ -187,6 +208,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--skip-claims", action="store_true", help="do not run the claims")
     parser.add_argument("--skip-bench", action="store_true", help="do not run the pytest-benchmark step")
     parser.add_argument("--skip-asv", action="store_true", help="do not run asv")
+    parser.add_argument(
+        "--skip-gpu-smoke", action="store_true", help="do not run the GPU smoke run (run only with a CUDA device)"
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the steps and exit")
     parser.add_argument(
         "--root", type=Path, default=Path.cwd(), help="repository root to run in (default: the current directory)"
@@ -198,9 +222,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     commit, compare = head_commit(root), has_saved_benchmarks(root)
     if not args.skip_bench and not compare:
         print("nightly: no saved benchmark run for this machine in .benchmarks/: this run is saved, not compared")
+    extras = missing_extras() if not args.skip_claims else []
+    if extras:
+        print(
+            f"nightly: the tests of the optional extras {', '.join(extras)} will skip (Captum explainers, Quantus "
+            f"cross-checks): install them with `pip install -e .[{','.join(extras)}]`"
+        )
     missing = paper_inputs_missing() if not args.skip_claims else []
     if missing:
         print("nightly: paper-scale claims (`pytest claims -m gpu`) not run: inputs missing: " + "; ".join(missing))
+    import torch
+
+    gpu = not args.skip_gpu_smoke and torch.cuda.is_available()
+    if not args.skip_gpu_smoke and not gpu:
+        print("nightly: GPU smoke run (scripts/gpu_smoke.sh) not run: no CUDA device (its CPU dry run is a unit test)")
     steps = plan(
         args.threshold,
         commit,
@@ -210,6 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         compare,
         args.stat,
         paper=not args.skip_claims and not missing,
+        gpu=gpu,
     )
     if args.dry_run:
         for step in steps:

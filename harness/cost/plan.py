@@ -12,6 +12,7 @@ one image through the network (batching changes the wall time, not the count).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
@@ -53,6 +54,29 @@ class CallTimes:
     unet: float = ADM_FORWARD_TFLOP / EFFECTIVE_TFLOPS
     vit_forward: float = VIT_FORWARD_TFLOP / EFFECTIVE_TFLOPS
     vit_backward: float = 2 * VIT_FORWARD_TFLOP / EFFECTIVE_TFLOPS
+
+
+def call_times(
+    unet_seconds: float | None = None, vit_seconds: float | None = None, vit_backward_seconds: float | None = None
+) -> CallTimes:
+    """The plan's seconds per call: measured values where given (e.g. by `harness.cost.gpu_smoke`), else the
+    FLOP-rate assumptions; the backward defaults to 2 x the forward (measured or assumed)."""
+    for name, value in (("unet", unet_seconds), ("vit", vit_seconds), ("vit-backward", vit_backward_seconds)):
+        if value is not None and not value > 0:
+            raise ValueError(f"--{name}-seconds must be a positive number of seconds per image-call, got {value}")
+    defaults = CallTimes()
+    forward = vit_seconds or defaults.vit_forward
+    backward = vit_backward_seconds or (2 * vit_seconds if vit_seconds else defaults.vit_backward)
+    return CallTimes(unet=unet_seconds or defaults.unet, vit_forward=forward, vit_backward=backward)
+
+
+PAPER_PLAN_CONFIGS = ("paper_vit_b16_seg.yaml", "paper_vit_b16_perturbation.yaml")
+
+
+def paper_plan_paths() -> list[str]:
+    """The configs `fvit-bench cost --plan` counts by default: the ViT-B/16 segmentation and perturbation runs."""
+    folder = Path(__file__).resolve().parents[1] / "configs"
+    return [str(folder / name) for name in PAPER_PLAN_CONFIGS]
 
 
 _STEPS = SimpleNamespace(fvit_num_steps=lambda sigma: fvit_steps(model_space_std(sigma)))  # no weights needed
@@ -146,6 +170,8 @@ def plan_conventions(times: CallTimes) -> tuple[str, ...]:
         f"gpu_hours = sum(calls x seconds per call) / 3600 with seconds per call: UNet {times.unet * 1e3:.2f} ms, "
         f"ViT forward {times.vit_forward * 1e3:.3f} ms, ViT backward {times.vit_backward * 1e3:.3f} ms "
         f"(default: {ADM_FORWARD_TFLOP} and {VIT_FORWARD_TFLOP} TFLOP per forward, backward = 2 x forward, at "
-        f"{EFFECTIVE_TFLOPS:.0f} sustained TFLOP/s, an H100-class GPU in fp16; override with measured times).",
+        f"{EFFECTIVE_TFLOPS:.0f} sustained TFLOP/s, an H100-class GPU in fp16: assumed, not measured; "
+        "`--unet-seconds` / `--vit-seconds` / `--vit-backward-seconds` replace them with measured times, "
+        "e.g. those `scripts/gpu_smoke.sh` measures).",
         "Not counted: data loading, the 224 <-> 256 resizes, metric computation, idle time.",
     )

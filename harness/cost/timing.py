@@ -1,7 +1,7 @@
 """Cost table: time, energy and CO2 per image of each explanation method, without and with each DDS variant.
 
 Every registered explainer (`harness.explainers.registry.names()`) and every DDS variant
-(`harness.smoothing.dds.VARIANTS`) is included by default, so methods and variants added later show
+(`harness.smoothing.dds.purifier_names()`) is included by default, so methods and variants added later show
 up without changes here. Each cell runs the explainer on the same images, in batches, under one
 `EmissionsMeter`; the ratio columns divide a DDS row by the plain row of the same method.
 """
@@ -22,7 +22,7 @@ from harness.cost.emissions import CPU_POWER_MODES, DEFAULT_COUNTRY, Emissions, 
 from harness.explainers.registry import Explainer, get_explainer, names
 from harness.models.classifier import ViTClassifier, unfused_attention_only
 from harness.models.denoiser import Denoiser
-from harness.smoothing.dds import VARIANTS, SmoothedExplainer, get_variant, smooth
+from harness.smoothing.dds import SmoothedExplainer, get_variant, purifier_names, smooth
 
 PLAIN = "none"
 MEASURES = ("seconds_per_image", "energy_kwh_per_image", "kg_co2eq_per_image", "flops_per_image")
@@ -179,12 +179,17 @@ def cost_table(
     """One row per (method, dds) with per-image cost and the with/without-DDS ratios.
 
     methods: registered explainer names (None = all); variants: DDS variant names (None = all in
-    `VARIANTS`; variants that need a denoiser are an error when `denoiser` is None).
+    `VARIANTS` but the oracle; variants that need a denoiser are an error when `denoiser` is None). The
+    oracle (a positive control that is handed the clean image) has no cost of its own and is refused.
     """
     settings = settings or CostSettings()
     methods = list(names() if methods is None else methods)
-    variants = list(VARIANTS if variants is None else variants)
+    variants = list(purifier_names() if variants is None else variants)
     for v in variants:
+        if get_variant(v).needs_clean:
+            raise ValueError(
+                f"DDS variant {v!r} is a positive control handed the clean image, not a purifier: it has no cost"
+            )
         if get_variant(v).needs_denoiser and denoiser is None:
             raise ValueError(f"DDS variant {v!r} needs a denoiser; got None")
     model.check_images(images)

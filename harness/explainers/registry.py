@@ -76,12 +76,44 @@ def register(
     return deco
 
 
+_PLUGINS: dict[str, ExplainerSpec] = {}  # specs built from a name (`captum:...`), kept out of `names()`
+
+
 def get_spec(name: str) -> ExplainerSpec:
+    """The spec registered as `name`, or built from a plug-in name (`captum:<Class>(option=value, ...)`,
+    `harness.explainers.captum_attr`): ImportError when Captum is missing, KeyError for an unknown name."""
     _ensure_builtin()
-    try:
+    if name in _REGISTRY:
         return _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown explainer {name!r}; registered: {', '.join(names(baselines=True))}") from None
+    from harness.explainers import captum_attr
+
+    if captum_attr.is_captum_name(name):
+        if name not in _PLUGINS:
+            _PLUGINS[name] = captum_attr.captum_spec(name)
+        return _PLUGINS[name]
+    raise KeyError(
+        f"unknown explainer {name!r}; registered: {', '.join(names(baselines=True))} "
+        f"(and {captum_attr.PREFIX}<Class> for Captum's attributions)"
+    )
+
+
+def canonical_name(name: str) -> str:
+    """The one spelling of a method name (plug-in names' options sorted); registered names unchanged."""
+    from harness.explainers import captum_attr
+
+    return captum_attr.canonical_name(name)
+
+
+def split_names(text: str) -> list[str]:
+    """Comma-separated method names, commas inside parentheses kept: 'a,captum:Occlusion(strides=(3,4,4))'."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return [p.strip() for p in parts if p.strip()]
 
 
 def names(baselines: bool = False) -> list[str]:
@@ -225,7 +257,7 @@ def get_explainer(name: str, **options: Any) -> RegisteredExplainer:
     unknown = set(options) - set(spec.defaults)
     if unknown:
         raise TypeError(f"{name}: unknown option(s) {sorted(unknown)}; options are {sorted(spec.defaults)}")
-    return RegisteredExplainer(name, dict(options))
+    return RegisteredExplainer(spec.name, dict(options))
 
 
 def _ensure_builtin() -> None:

@@ -119,7 +119,7 @@ def compute_gallery(
     for dds, explainer in explainers.items():
         shown = {}
         for kind, images, pred in (("clean", clean, pred_clean), ("attacked", adv, pred_adv)):
-            maps = cache.explain(explainer, model, images, pred, kind, predicted=True)
+            maps = cache.explain(explainer, model, images, pred, kind, predicted=True, clean=clean)
             smoothed = cache.smoothed_pred(explainer, kind)
             shown[kind] = (maps, pred if smoothed is None else smoothed)
         cells[(dds, "clean")] = (*shown["clean"], None)

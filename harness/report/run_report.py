@@ -383,6 +383,22 @@ def _recompute(cfg: ExperimentConfig, items: list, method: str):
     return compute_gallery(model, items, explainers, RADIUS_255, cfg.topk, cfg.attack_steps, cfg.seed)
 
 
+def _separation(rows: pd.DataFrame) -> pd.DataFrame | None:
+    """The methods-vs-baseline-maps table on clean images (None unless the run has clean plain rows of both and
+    the segmentation and perturbation columns)."""
+    from harness.explainers.registry import baseline_names
+    from harness.report.separation import separation_table
+
+    clean = rows[(rows["radius_255"] == 0) & (rows["dds"] == "none")]
+    present = set(clean["method"])
+    baselines = [b for b in baseline_names() if b in present]
+    methods = [m for m in explanation_methods(clean) if m not in baselines]
+    needed = {"inter_fg", "positive_pred", "negative_pred"}
+    if not baselines or not methods or not needed <= set(rows.columns):
+        return None
+    return separation_table(clean, methods, baselines)
+
+
 def write_run_report(
     cfg: ExperimentConfig,
     out_dir: Path,
@@ -447,7 +463,23 @@ def write_run_report(
                 "Each method's margin over the best baseline map of its cell, positive = better, in the metric's "
                 "unit [paired 95% interval]; see Conventions: Every table.",
             )
+    separation = _separation(rows)
+    if separation is not None:
+        tables["separation"] = ("Methods vs baseline maps on clean images", separation)
+        conventions["separation"] = (
+            "Per method, on the clean images without DDS: its smallest margin over the baseline maps (random, "
+            "centre, constant) on mIoU (percent) and the positive / negative perturbation AUCs (Chefer's x100 "
+            "convention), positive = better [paired 95% interval], and whether the interval excludes 0 over every "
+            "baseline map on every metric; `papers` names the methods the papers report as weak "
+            "(harness/report/separation.py).",
+        )
     claims, claims_note = _claims(cfg, out_dir, rows, claims_dir)
+    from harness.report.radius_curves import TITLE as RADIUS_TITLE
+    from harness.report.run_verdicts import radius_figure
+
+    curve = radius_figure(out_dir)
+    if curve is not None:
+        figures.append((RADIUS_TITLE, curve))
     radius = headline_radius(cfg)
     report = Report(
         title=f"fvit-bench report: {cfg.name}",

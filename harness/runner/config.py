@@ -130,6 +130,23 @@ class ExperimentConfig:
             raise ValueError("must list at least one entry")
         return values
 
+    @field_validator("methods")
+    @classmethod
+    def _plugin_methods(cls, methods: tuple[str, ...]) -> tuple[str, ...]:
+        """Plug-in names (`captum:<Class>(option=value, ...)`) in their one spelling, checked now: the class
+        exists, its options are its own, its package is installed (else the message names the extra)."""
+        from harness.explainers.registry import canonical_name, get_spec
+
+        out = []
+        for method in methods:
+            if _plugin(method):
+                try:
+                    method = get_spec(method).name
+                except (ImportError, KeyError, TypeError, ValueError) as err:
+                    raise ValueError(str(err).strip("'\"")) from None
+            out.append(canonical_name(method))
+        return tuple(out)
+
     @field_validator("device")
     @classmethod
     def _device(cls, value: str | None) -> str | None:
@@ -147,7 +164,7 @@ class ExperimentConfig:
     def _consistent(self) -> ExperimentConfig:
         from harness.explainers.registry import names
 
-        unknown = sorted(set(self.methods) - set(names(baselines=True)))
+        unknown = sorted(set(self.methods) - set(names(baselines=True)) - {m for m in self.methods if _plugin(m)})
         if unknown:
             raise ValueError(f"unknown method(s) {unknown} in methods; registered: {', '.join(names(baselines=True))}")
         if self.attack == "adaptive":
@@ -219,6 +236,13 @@ class ExperimentConfig:
     def to_dict(self) -> dict:
         """Plain JSON/YAML-serialisable dict (tuples become lists)."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+def _plugin(method: str) -> bool:
+    """A method named by a plug-in prefix (`captum:`) rather than registered."""
+    from harness.explainers.captum_attr import is_captum_name
+
+    return is_captum_name(method)
 
 
 def _describe(err: ValidationError) -> str:

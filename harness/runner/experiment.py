@@ -121,6 +121,7 @@ class PurifiedCache:
 
     def __init__(self) -> None:
         self._store: dict[tuple, torch.Tensor] = {}
+        self._maps: dict[tuple, torch.Tensor] = {}  # a needs_clean variant's maps: the same at every radius
 
     def explain(
         self,
@@ -131,20 +132,31 @@ class PurifiedCache:
         tag: str,
         predicted: bool = False,
         trials: torch.Tensor | None = None,
+        clean: torch.Tensor | None = None,
     ):
         """Maps of `images` for `target`; predicted=True says `target` is the model's prediction on `images`,
         so a smoothed explainer may explain each sample's own prediction instead (its `sample_target`).
         trials: for a smoothed explainer, the m inputs of each image to purify (B*m, image-major: one
-        attack per trial) instead of m copies of `images`."""
+        attack per trial) instead of m copies of `images`. clean: the unattacked images (the oracle purifies
+        those)."""
         if not isinstance(explainer, SmoothedExplainer):
             return explainer(model, images, target)
+        if explainer.spec.needs_clean:  # the oracle purifies the clean images whatever the input: one batch per chunk
+            tag, trials = "clean", None
         key = self._key(explainer, tag, trials is not None)
         if key not in self._store:
-            purified = explainer.purify(images) if trials is None else explainer.purify_copies(trials)
+            purified = explainer.purify(images, clean) if trials is None else explainer.purify_copies(trials)
             self._store[key] = (purified, explainer.predicted_classes(model, purified))
         purified, own_classes = self._store[key]
         own = predicted and explainer.sample_target == "own"
-        return explainer.explain_purified(model, purified, own_classes if own else target)
+        if not explainer.spec.needs_clean:
+            return explainer.explain_purified(model, purified, own_classes if own else target)
+        # Its maps depend on the clean batch and the class explained only: computed once, shared by every radius.
+        explained = own_classes if own else target
+        memo = (key, id(explainer.explainer), explainer.fusion_name, explained.cpu().numpy().tobytes())
+        if memo not in self._maps:
+            self._maps[memo] = explainer.explain_purified(model, purified, explained)
+        return self._maps[memo]
 
     @staticmethod
     def _key(explainer: SmoothedExplainer, tag: str, trials: bool) -> tuple:
@@ -164,6 +176,8 @@ class PurifiedCache:
         DDS): the majority vote of the classes predicted on the m purified samples (ties: lowest class)."""
         if not isinstance(explainer, SmoothedExplainer):
             return None
+        if explainer.spec.needs_clean:
+            tag, trials = "clean", False
         key = self._key(explainer, tag, trials)
         classes = self._store[key][1].view(-1, explainer.n_samples)
         votes = torch.zeros(classes.shape[0], int(classes.max()) + 1, dtype=torch.long, device=classes.device)
@@ -212,17 +226,21 @@ def _unit_rows(
     trials: torch.Tensor | None = None,
     curves: PerturbationCache | None = None,
 ) -> tuple[list[dict], torch.Tensor]:
-    """Rows of one unit, and the maps of the predicted class (the clean maps when radius is 0)."""
+    """Rows of one unit, and the maps of the predicted class (the clean maps when radius is 0).
+
+    Device tensors reach the rows through one `.tolist()` each (one host sync per tensor, not per item)."""
+    clean_classes, classes = clean_pred.tolist(), pred.tolist()
     rows = [
-        {**base, "item_id": it.item_id, "label": int(it.label), "clean_pred": int(clean_pred[k]), "pred": int(pred[k])}
+        {**base, "item_id": it.item_id, "label": int(it.label), "clean_pred": clean_classes[k], "pred": classes[k]}
         for k, it in enumerate(items)
     ]
-    maps = {"pred": cache.explain(explainer, model, adv, pred, tag, predicted=True, trials=trials)}
+    maps = {"pred": cache.explain(explainer, model, adv, pred, tag, predicted=True, trials=trials, clean=clean)}
     smoothed = cache.smoothed_pred(explainer, tag, trials is not None)
+    smoothed = None if smoothed is None else smoothed.tolist()
     for k, row in enumerate(rows):
-        row["smoothed_pred"] = None if smoothed is None else int(smoothed[k])
+        row["smoothed_pred"] = None if smoothed is None else smoothed[k]
     if "perturbation" in cfg.tasks and "target" in cfg.explain_classes:
-        maps["target"] = cache.explain(explainer, model, adv, labels, tag, trials=trials)
+        maps["target"] = cache.explain(explainer, model, adv, labels, tag, trials=trials, clean=clean)
     if "segmentation" in cfg.tasks:
         masks = torch.stack([it.mask for it in items])
         seg_maps = maps["pred"].cpu()
@@ -237,15 +255,15 @@ def _unit_rows(
                     else perturbation_correctness(model, clean, maps[mode], labels, positive)
                 )
                 name = f"{'positive' if positive else 'negative'}_{mode}"
-                for k, row in enumerate(rows):
-                    row[name] = [float(v) for v in correct[k]]
+                for row, values in zip(rows, correct.tolist(), strict=True):
+                    row[name] = values
     extra = extra_metric_columns(cfg.tasks, model, explainer, clean, adv, maps["pred"], pred, labels, cfg.seed)
     for name, values in extra.items():
         for k, row in enumerate(rows):
             row[name] = values[k]
-    overlap = topk_overlap(clean_maps, maps["pred"], cfg.topk) if clean_maps is not None else None
+    overlap = topk_overlap(clean_maps, maps["pred"], cfg.topk).tolist() if clean_maps is not None else None
     for k, row in enumerate(rows):  # NaN (a constant map has no top-k) is stored as None: undefined
-        value = None if overlap is None else float(overlap[k])
+        value = None if overlap is None else overlap[k]
         row["topk_overlap"] = None if value is None or value != value else value
     return rows, maps["pred"]
 
@@ -268,7 +286,9 @@ def _adaptive(
     smoothed = isinstance(explainer, SmoothedExplainer)
     variant, sigma = (explainer.variant, explainer.sigma) if smoothed else (None, None)
     tag = variant
-    if variant == "identity":  # through the identity purifier (m = 1) the attack is the plain one, bit for bit
+    # Through the identity purifier (m = 1) the attack is the plain one, bit for bit; the oracle ignores its
+    # input, so no attack through it can do better than the plain one either.
+    if variant in ("identity", "oracle"):
         smoothed, variant, sigma = False, None, None
     form = attack_form(method)[1]
     key = (
@@ -343,7 +363,9 @@ def _run_chunk(
     def clean_map(method: str, variant: str) -> torch.Tensor:
         if (method, variant) not in clean_maps:
             explainer = _for_unit(explainers[(method, variant)], clean_seed, attacked=False, task=_samples_task(cfg))
-            clean_maps[(method, variant)] = cache.explain(explainer, model, clean, clean_pred, "r0.0", predicted=True)
+            clean_maps[(method, variant)] = cache.explain(
+                explainer, model, clean, clean_pred, "r0.0", predicted=True, clean=clean
+            )
         return clean_maps[(method, variant)]
 
     for radius_255, radius in zip(cfg.radii_255, cfg.radii, strict=True):

@@ -11,8 +11,9 @@ Noise levels `sigma` are pixel-space standard deviations (images in [0,1]) for e
 FViT/Re define delta in [-1,1] space; `harness.smoothing.timesteps.model_space_std` converts
 (pixel sigma = delta / 2, so their delta = 8/255 is sigma = 4/255 here). See docs/PROTOCOL.md section 4.
 
-Variants: carlini (one-shot), fvit, re, the fvit-pipeline ablations noise_only and denoise_only, and the
-negative control identity.
+Variants: carlini (one-shot), fvit, re, the fvit-pipeline ablations noise_only and denoise_only, the
+negative control identity and the positive control oracle (the clean image: the best any purifier can do;
+it needs the clean batch, `clean=`, which the runner passes).
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ class Variant:
 
     unet_calls(denoiser, sigma) also validates sigma for the variant (raises ValueError). deterministic:
     the purifier draws no noise, so every copy of an image is purified alike (an expectation over its
-    noise is one sample).
+    noise is one sample). needs_clean: the purifier is given the copies of the clean (unattacked) image
+    instead of the input's (the oracle).
     """
 
     name: str
@@ -74,6 +76,7 @@ class Variant:
     default_sigma: float = 0.12
     unet_calls: UnetCalls = lambda denoiser, sigma: 0
     deterministic: bool = False
+    needs_clean: bool = False
 
 
 VARIANTS: dict[str, Variant] = {}
@@ -89,13 +92,23 @@ def register_variant(
     default_sigma: float = 0.12,
     unet_calls: UnetCalls | None = None,
     deterministic: bool = False,
+    needs_clean: bool = False,
 ) -> Callable[[Purifier], Purifier]:
     """Decorator: register purifier `fn` as DDS variant `name` (sigma defaults in pixel units)."""
 
     def deco(fn: Purifier) -> Purifier:
         calls = unet_calls or (lambda denoiser, sigma: 0)
         VARIANTS[name] = Variant(
-            name, fn, needs_denoiser, default_samples, default_fusion, description, default_sigma, calls, deterministic
+            name,
+            fn,
+            needs_denoiser,
+            default_samples,
+            default_fusion,
+            description,
+            default_sigma,
+            calls,
+            deterministic,
+            needs_clean,
         )
         return fn
 
@@ -107,6 +120,12 @@ def get_variant(name: str) -> Variant:
         return VARIANTS[name]
     except KeyError:
         raise KeyError(f"unknown DDS variant {name!r}; choose from {sorted(VARIANTS)}") from None
+
+
+def purifier_names() -> list[str]:
+    """The variants that purify their input alone (every one but a needs_clean control: the oracle), in
+    registration order: the DDS grid of cost tables and benchmarks."""
+    return [name for name, spec in VARIANTS.items() if not spec.needs_clean]
 
 
 def gaussian_like(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -207,6 +226,20 @@ def purify_identity(denoiser: Denoiser | None, images: Tensor, sigma: float, gen
     return images.clone()
 
 
+@register_variant(
+    "oracle",
+    needs_denoiser=False,
+    default_samples=1,
+    default_fusion="mean",
+    deterministic=True,
+    needs_clean=True,
+    description="Positive control: the clean (unattacked) image, whatever the input (sigma is ignored), m = 1: "
+    "the best any purifier can do. A robustness claim it does not hold cannot be passed by any DDS.",
+)
+def purify_oracle(denoiser: Denoiser | None, images: Tensor, sigma: float, gen: Generator) -> Tensor:
+    return images.clone()  # `SmoothedExplainer.purify` hands a needs_clean variant the clean copies
+
+
 def check_sigma(sigma: float) -> float:
     """Pixel-space noise levels live in (0, 1]; anything else is almost surely a unit mistake."""
     sigma = float(sigma)
@@ -279,12 +312,22 @@ class SmoothedExplainer:
         base = getattr(self.explainer, "label", getattr(self.explainer, "__name__", "explainer"))
         return f"{base}+dds[{self.variant}]"
 
-    def purify(self, images: torch.Tensor) -> torch.Tensor:
+    def purify(self, images: torch.Tensor, clean: torch.Tensor | None = None) -> torch.Tensor:
         """The m purified copies of each image, (B*m, 3, H, W) in image-major order; seeded by `seed`.
 
         Depends only on the images and the DDS settings, not on the explainer, so a caller that
         explains the same images with several methods can purify once (see `explain_purified`).
+        clean: the unattacked images (same shape), which a needs_clean variant (the oracle) purifies
+        instead; required for it, ignored by the others.
         """
+        if self.spec.needs_clean:
+            if clean is None or clean.shape != images.shape:
+                got = "none" if clean is None else tuple(clean.shape)
+                raise ValueError(
+                    f"DDS variant {self.variant!r} returns the clean image: pass clean= (the unattacked images, "
+                    f"shape {tuple(images.shape)}); got {got}"
+                )
+            images = clean
         return self.purify_copies(images.repeat_interleave(self.n_samples, dim=0))
 
     def purify_copies(self, copies: torch.Tensor) -> torch.Tensor:
@@ -347,12 +390,17 @@ class SmoothedExplainer:
             )
 
     def __call__(
-        self, model: ViTClassifier, images: torch.Tensor, target: torch.Tensor | int | None = None
+        self,
+        model: ViTClassifier,
+        images: torch.Tensor,
+        target: torch.Tensor | int | None = None,
+        clean: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """Fused maps of `images`; clean: the unattacked images, for a needs_clean variant (the oracle)."""
         model.check_images(images)
         if target is not None or self.sample_target == "input":
             target = resolve_target(model, images, target)
-        return self.explain_purified(model, self.purify(images), target)
+        return self.explain_purified(model, self.purify(images, clean), target)
 
 
 def smooth(explainer: Explainer, denoiser: Denoiser | None, variant: str = "carlini", **options) -> SmoothedExplainer:

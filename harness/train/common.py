@@ -24,9 +24,10 @@ def seed_everything(seed: int, threads: int | None) -> int:
     return torch.get_num_threads()
 
 
-def training_images(length: int | None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """The embedded train split as (images, labels) tensors, rendered once."""
-    ds = EmbeddedShapes("train", length=length, seed=seed)
+def training_images(length: int | None, seed: int = 0, world: str = "cluttered") -> tuple[torch.Tensor, torch.Tensor]:
+    """The embedded train split of `world` (the embedded world, or the recipes' "single" curriculum) as
+    (images, labels) tensors, rendered once."""
+    ds = EmbeddedShapes("train", length=length, seed=seed, world=world)
     images, labels, _ = stack(ds, tqdm(range(len(ds)), desc="render train split", leave=False, unit="img"))
     return images, labels
 

@@ -16,7 +16,7 @@ import torch
 from harness.cost.bench import benchmark_with_energy
 from harness.cost.timing import PLAIN, paper_architecture_models
 from harness.explainers.registry import get_explainer, names
-from harness.smoothing.dds import VARIANTS, smooth
+from harness.smoothing.dds import purifier_names, smooth
 
 pytestmark = [
     pytest.mark.gpu,
@@ -60,7 +60,7 @@ def paper_rows():
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
-@pytest.mark.parametrize("dds", [PLAIN, *VARIANTS])
+@pytest.mark.parametrize("dds", [PLAIN, *purifier_names()])
 def test_paper_cost(benchmark, paper_world, paper_rows, dds, dtype):
     model, denoiser, images = paper_world
     if dds == PLAIN and dtype != "float32":
