@@ -28,7 +28,10 @@ TITLES = {
 def _sigma_text(spec) -> str:
     from harness.smoothing.dds import get_variant
 
-    sigma = spec.sigma if spec.sigma is not None else get_variant(spec.variant).default_sigma
+    variant = get_variant(spec.variant)
+    if variant.deterministic and not variant.needs_denoiser:  # identity, oracle: no noise is drawn
+        return "none (this variant draws no noise)"
+    sigma = spec.sigma if spec.sigma is not None else variant.default_sigma
     return f"{sigma:.4f} in [0,1] pixel units ({sigma * 255:.1f}/255)"
 
 
