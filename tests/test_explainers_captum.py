@@ -143,12 +143,12 @@ def test_a_captum_method_runs_through_every_dds_variant(world, variants):
     pytest.importorskip("captum.attr")
     from tiny_models import tiny_denoiser
 
-    from harness.smoothing.dds import VARIANTS, smooth
+    from harness.smoothing.dds import purifier_names, smooth
 
     model, images = world
     denoiser = tiny_denoiser()
     plain = get_explainer("captum:IntegratedGradients(n_steps=2)")
-    for variant in VARIANTS if variants == "all" else [variants]:
+    for variant in purifier_names() if variants == "all" else [variants]:
         maps = smooth(plain, denoiser, variant, sigma=1.5 / 255, samples=2, seed=0)(model, images[:1])
         assert maps.shape == (1, 64, 64) and torch.isfinite(maps).all(), variant
 
