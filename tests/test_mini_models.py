@@ -112,3 +112,24 @@ def test_staged_recipe_chains_its_stages(tmp_path, monkeypatch):
     # --from-stage 1 goes on from the checkpoint (stage 0's output) and keeps its stage's record
     resumed = mini_vit.train_mini_vit_recipe(tmp_path / "out", threads=1, start=1)
     assert resumed["stages"][0] == first and resumed["stages"][1]["init_from"] == str(tmp_path / "out")
+
+
+def test_denoiser_recipe_chains_its_stages_and_resumes(tmp_path, monkeypatch):
+    from harness.train import mini_denoiser
+
+    small = dict(batch_size=2, train_size=6, eval_size=4)
+    stages = (
+        {"steps": 1, "lr": 1e-3, "seed": 0, "world": "single", **small},
+        {"steps": 1, "lr": 5e-4, "seed": 1, "ema_decay": 0.99, **small},
+    )
+    monkeypatch.setattr(mini_denoiser, "RECIPE_STAGES", stages)
+    out = tmp_path / "den"
+    meta = mini_denoiser.train_mini_denoiser_recipe(out, threads=1)
+    first, last = meta["stages"]
+    assert (first["world"], last["world"], last["ema_decay"]) == ("single", "cluttered", 0.99)
+    assert last["init_from"].endswith("stage0") and json.loads((out / "training_meta.json").read_text()) == meta
+    assert "_name_or_path" not in json.loads((out / "config.json").read_text())  # no temporary path in the asset
+    resumed = mini_denoiser.train_mini_denoiser_recipe(out, threads=1, start=1)
+    assert resumed["stages"][0] == first and resumed["stages"][1]["init_from"] == str(out)
+    with pytest.raises(FileNotFoundError, match="--from-stage 1"):
+        mini_denoiser.train_mini_denoiser_recipe(tmp_path / "none", threads=1, start=1)

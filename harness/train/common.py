@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import platform
 import random
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -76,3 +79,37 @@ def random_deletion(images: torch.Tensor, fraction: float, generator: torch.Gene
         drop[field.argsort(descending=True)[:k]] = True
         out[i] = out[i].masked_fill(drop.view(1, h, w), 0.0)
     return out
+
+
+def run_stages(
+    train: Callable[..., dict],
+    stages: Sequence[dict],
+    out_dir: Path,
+    threads: int | None,
+    start: int,
+    earlier: list[dict],
+) -> list[dict]:
+    """Run stages[start:] of a recipe with `train(out_dir, threads=, init_from=, **stage)`, stage k from stage k-1
+    (`start` > 0 goes on from the checkpoint in `out_dir`, stage start-1's output); the last stage saves to
+    `out_dir`, the others to a temporary folder. Returns `earlier` (the metadata of stages 0..start-1) followed
+    by each run stage's."""
+    metas = list(earlier)
+    with tempfile.TemporaryDirectory() as tmp:
+        previous: Path | None = out_dir if start > 0 else None
+        for k in range(start, len(stages)):
+            target = out_dir if k == len(stages) - 1 else Path(tmp) / f"stage{k}"
+            metas.append(train(target, threads=threads, init_from=previous, **stages[k]))
+            previous = target
+    return metas
+
+
+def earlier_stages(meta: dict, start: int, source: Path) -> list[dict]:
+    """The metadata of stages 0..start-1 from a checkpoint's saved metadata (a recipe's "stages", or one stage's);
+    `source` names the file for the error when there is none to go on from."""
+    if start == 0:
+        return []
+    if not meta:
+        raise FileNotFoundError(
+            f"{source} is missing: --from-stage {start} goes on from the output of stage {start - 1}"
+        )
+    return list(meta.get("stages", [meta]))[:start]

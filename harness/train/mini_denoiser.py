@@ -16,7 +16,14 @@ from harness.data.embedded import EmbeddedShapes, stack
 from harness.models.denoiser import Denoiser
 from harness.models.mini import MINI_DENOISER_DIR, MINI_SCHEDULER_CONFIG, MINI_UNET_CONFIG
 from harness.smoothing.timesteps import linear_alphas_cumprod
-from harness.train.common import environment, random_dihedral, seed_everything, training_images
+from harness.train.common import (
+    earlier_stages,
+    environment,
+    random_dihedral,
+    run_stages,
+    seed_everything,
+    training_images,
+)
 
 BAR_SIGMAS_255 = (4, 8, 16, 32)
 
@@ -130,16 +137,10 @@ def train_mini_denoiser_recipe(out_dir: Path = MINI_DENOISER_DIR, threads: int |
     """Run RECIPE_STAGES[start:] (stage k from stage k-1; `start` > 0 goes on from the checkpoint in `out_dir`,
     the output of stage start-1) and save the last to `out_dir`, with every stage's metadata in
     training_meta.json ("stages"; those before `start` read from the checkpoint's own)."""
-    import tempfile
-
     out_dir = Path(out_dir)
-    metas = _stage_metas(out_dir / "training_meta.json", start)
-    with tempfile.TemporaryDirectory() as tmp:
-        previous: Path | None = out_dir if start > 0 else None
-        for k in range(start, len(RECIPE_STAGES)):
-            target = out_dir if k == len(RECIPE_STAGES) - 1 else Path(tmp) / f"stage{k}"
-            metas.append(train_mini_denoiser(target, threads=threads, init_from=previous, **RECIPE_STAGES[k]))
-            previous = target
+    saved = out_dir / "training_meta.json"
+    earlier = earlier_stages(json.loads(saved.read_text()) if saved.is_file() else {}, start, saved)
+    metas = run_stages(train_mini_denoiser, RECIPE_STAGES, out_dir, threads, start, earlier)
     meta = {"recipe": "harness.train.mini_denoiser.train_mini_denoiser_recipe", "stages": metas}
     (out_dir / "training_meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     config = out_dir / "config.json"  # from_pretrained records the folder it read: not part of the checkpoint
@@ -147,13 +148,3 @@ def train_mini_denoiser_recipe(out_dir: Path = MINI_DENOISER_DIR, threads: int |
         json.dumps({k: v for k, v in json.loads(config.read_text()).items() if k != "_name_or_path"}, indent=2) + "\n"
     )
     return meta
-
-
-def _stage_metas(path: Path, start: int) -> list[dict]:
-    """The metadata of stages 0..start-1 from a checkpoint's training_meta.json (a recipe's "stages", or one)."""
-    if start == 0:
-        return []
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: --from-stage {start} goes on from the output of stage {start - 1}")
-    meta = json.loads(path.read_text())
-    return list(meta.get("stages", [meta]))[:start]

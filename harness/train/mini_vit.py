@@ -12,7 +12,15 @@ from tqdm.auto import tqdm
 from harness.data.embedded import EmbeddedShapes, stack
 from harness.models.classifier import ViTClassifier
 from harness.models.mini import MINI_VIT_DIR, MINI_VIT_NORM, build_mini_vit, load_mini_vit, save_mini_vit
-from harness.train.common import environment, random_deletion, random_dihedral, seed_everything, training_images
+from harness.train.common import (
+    earlier_stages,
+    environment,
+    random_deletion,
+    random_dihedral,
+    run_stages,
+    seed_everything,
+    training_images,
+)
 
 
 @torch.no_grad()
@@ -109,24 +117,11 @@ def train_mini_vit_recipe(out_dir: Path = MINI_VIT_DIR, threads: int | None = 1,
     the output of stage start-1) and save the last to `out_dir`, with every stage's metadata in its config.json
     ("meta": {"stages": [...]}; those before `start` read from the checkpoint's own)."""
     import json
-    import tempfile
 
     out_dir = Path(out_dir)
-    metas: list[dict] = []
-    if start > 0:
-        config = out_dir / "config.json"
-        if not config.is_file():
-            raise FileNotFoundError(
-                f"{config} is missing: --from-stage {start} goes on from stage {start - 1}'s output"
-            )
-        meta = json.loads(config.read_text()).get("meta", {})
-        metas = list(meta.get("stages", [meta]))[:start]
-    with tempfile.TemporaryDirectory() as tmp:
-        previous: Path | None = out_dir if start > 0 else None
-        for k in range(start, len(RECIPE_STAGES)):
-            target = out_dir if k == len(RECIPE_STAGES) - 1 else Path(tmp) / f"stage{k}"
-            metas.append(train_mini_vit(target, threads=threads, init_from=previous, **RECIPE_STAGES[k]))
-            previous = target
+    config = out_dir / "config.json"
+    saved = json.loads(config.read_text()).get("meta", {}) if config.is_file() else {}
+    metas = run_stages(train_mini_vit, RECIPE_STAGES, out_dir, threads, start, earlier_stages(saved, start, config))
     meta = {"recipe": "harness.train.mini_vit.train_mini_vit_recipe", "stages": metas}
     save_mini_vit(load_mini_vit(out_dir).vit, out_dir, meta)
     return meta
