@@ -42,6 +42,43 @@ def pyplot():
     return plt
 
 
+def fixed_grid(
+    plt,
+    rows: int,
+    cols: int,
+    title_lines: int,
+    *,
+    sharey: bool = False,
+    panel_in: float = 2.9,
+    gap_in: float = 0.55,
+    top_pad_in: float = 0.25,
+    bottom_in: float = 0.85,
+    left_in: float = 0.65,
+    wspace: float = 0.06,
+):
+    """(figure, axes (rows, cols), height in inches) of a 1200 px wide figure in a fixed layout (inches): the
+    title's lines on top, the x label and the legend below, the panels between; what a layout engine would
+    find, without its extra passes over every tick (half a figure's time)."""
+    top_in, right_in = top_pad_in + 0.22 * title_lines, 0.15
+    height = top_in + bottom_in + rows * panel_in + (rows - 1) * gap_in
+    fig = plt.figure(figsize=(WIDTH_IN, height))
+    axes = fig.subplots(
+        rows,
+        cols,
+        squeeze=False,
+        sharey=sharey,
+        gridspec_kw={
+            "left": left_in / WIDTH_IN,
+            "right": 1 - right_in / WIDTH_IN,
+            "top": 1 - top_in / height,
+            "bottom": bottom_in / height,
+            "hspace": gap_in / panel_in,
+            "wspace": wspace,
+        },
+    )
+    return fig, axes, height
+
+
 def plotted(name: str, table: pd.DataFrame) -> tuple[str, ...]:
     """The metrics of table `name` that are plotted and given intervals: PLOTTED's, where `table` has them."""
     return tuple(m for m in PLOTTED.get(name, ()) if m in table.columns)
@@ -65,26 +102,7 @@ def metric_vs_radius(
     cols = min(4, len(methods))
     rows = (len(methods) + cols - 1) // cols
     title_lines = textwrap.wrap(title, 110)
-    # A fixed layout (inches): the title's lines on top, the x label and the legend below, the panels between;
-    # what a layout engine would find, without its extra passes over every tick (half a figure's time).
-    top_in, bottom_in, left_in, right_in, gap_in = 0.25 + 0.22 * len(title_lines), 0.85, 0.65, 0.15, 0.55
-    panel_in = 2.9
-    height = top_in + bottom_in + rows * panel_in + (rows - 1) * gap_in
-    fig = plt.figure(figsize=(WIDTH_IN, height))
-    axes = fig.subplots(
-        rows,
-        cols,
-        squeeze=False,
-        sharey=True,
-        gridspec_kw={
-            "left": left_in / WIDTH_IN,
-            "right": 1 - right_in / WIDTH_IN,
-            "top": 1 - top_in / height,
-            "bottom": bottom_in / height,
-            "hspace": gap_in / panel_in,
-            "wspace": 0.06,
-        },
-    )
+    fig, axes, height = fixed_grid(plt, rows, cols, len(title_lines), sharey=True)
     spec = get_metric(metric)
     if intervals is not None and not intervals.empty:
         table = table.merge(intervals, on=["method", "dds", "radius_255"], how="left")

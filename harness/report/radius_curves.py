@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.report.plots import DPI, WIDTH_IN, pyplot
+from harness.report.plots import DPI, fixed_grid, pyplot
 
 TITLE = (
     "Claims along the radius axis: effect of DDS (error bars: 95% paired-bootstrap interval; filled = held at that "
@@ -42,21 +42,17 @@ def radius_curve_figure(curves: pd.DataFrame, path: Path, dds: str | None = None
     cols = 4
     rows = (len(panels) + cols - 1) // cols
     title_lines = textwrap.wrap(f"{TITLE} (DDS {dds}).", 115)
-    top_in, bottom_in, gap_in, panel_in = 0.35 + 0.22 * len(title_lines), 0.95, 0.75, 2.5
-    height = top_in + bottom_in + rows * panel_in + (rows - 1) * gap_in
-    fig = plt.figure(figsize=(WIDTH_IN, height))
-    axes = fig.subplots(
+    fig, axes, height = fixed_grid(
+        plt,
         rows,
         cols,
-        squeeze=False,
-        gridspec_kw={
-            "left": 0.6 / WIDTH_IN,
-            "right": 1 - 0.15 / WIDTH_IN,
-            "top": 1 - top_in / height,
-            "bottom": bottom_in / height,
-            "hspace": gap_in / panel_in,
-            "wspace": 0.3,
-        },
+        len(title_lines),
+        panel_in=2.5,
+        gap_in=0.75,
+        top_pad_in=0.35,
+        bottom_in=0.95,
+        left_in=0.6,
+        wspace=0.3,
     )
     methods = sorted(claims["method"].unique())
     radii = sorted(claims["radius_255"].unique())
