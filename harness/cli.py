@@ -174,7 +174,7 @@ def cmd_claims(args: argparse.Namespace) -> int:
         verdicts = EXPECTATIONS_FILE.parents[1] / "reports" / "claims" / "verdicts.csv"
         if not verdicts.is_file():
             raise FileNotFoundError(f"{verdicts} is missing: run `pytest claims/` first")
-        EXPECTATIONS_FILE.write_text(draft_expectations(verdicts, load_expectations()))
+        EXPECTATIONS_FILE.write_text(draft_expectations(verdicts, {} if args.fresh else load_expectations()))
         print(f"wrote {EXPECTATIONS_FILE} from {verdicts}: review every reason before committing it")
     else:
         for claim in load_claims():
@@ -508,6 +508,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["list", "build", "expectations"],
         help="list; build claims.yaml; expectations: rewrite claims/expectations.yaml from the last "
         "reports/claims/verdicts.csv (every non-control claim not held, with its numbers)",
+    )
+    claims.add_argument(
+        "--fresh",
+        action="store_true",
+        help="expectations: redraw every entry from the table (after a model or the world changed); by default "
+        "a claim listed with the same outcome keeps its reason and a borderline one its also_seen",
     )
     claims.set_defaults(func=cmd_claims)
 

@@ -18,13 +18,13 @@ def test_shipped_checkpoints_are_small_safetensors():
     assert sum(f.stat().st_size for f in files) <= 20 * 1024 * 1024
 
 
-def test_shipped_vit_reaches_78_percent_top1(mini_vit):
+def test_shipped_vit_reaches_80_percent_top1(mini_vit):
     """The cluttered world (the largest of 2-3 shapes on textured clutter) is harder than the single-shape world
-    its curriculum starts on: the shipped ViT has 80.7% top-1 on its 1000 test images (the single-shape world's
-    ViT had 90.7% there); 78% leaves room for another machine's float rounding, not for a worse checkpoint."""
+    its curriculum starts on: the shipped ViT has 82.3% top-1 on its 1000 test images (the single-shape world's
+    ViT had 90.7% there); 80% leaves room for another machine's float rounding, not for a worse checkpoint."""
     acc = evaluate_top1(mini_vit)
     print(f"mini ViT top-1 on the 1000-image embedded test split: {100 * acc:.1f}%")
-    assert acc >= 0.78
+    assert acc >= 0.80
 
 
 def test_shipped_denoiser_one_shot_raises_psnr(mini_denoiser):
@@ -100,18 +100,19 @@ def test_staged_recipe_chains_its_stages(tmp_path, monkeypatch):
     small = dict(batch_size=4, train_size=12, eval_size=10)
     stages = (
         {"steps": 1, "lr": 1e-3, "seed": 0, "world": "single", **small},
-        {"steps": 2, "lr": 5e-4, "seed": 1, "deletion": 0.5, **small},
+        {"steps": 2, "lr": 5e-4, "seed": 1, "deletion": 0.5, "object_deletion": 0.5, **small},
     )
     monkeypatch.setattr(mini_vit, "RECIPE_STAGES", stages)
     meta = mini_vit.train_mini_vit_recipe(tmp_path / "out", threads=1)
     first, last = meta["stages"]
     assert (first["world"], last["world"]) == ("single", "cluttered")  # the curriculum, then the embedded world
-    assert (last["steps"], last["deletion"]) == (2, 0.5) and last["init_from"].endswith("stage0")
+    assert (last["steps"], last["deletion"], last["object_deletion"]) == (2, 0.5, 0.5)
+    assert last["init_from"] == "stage 0"  # the stage it went on from, not a temporary folder
     assert json.loads((tmp_path / "out/config.json").read_text())["meta"] == meta
     assert load_mini_vit(tmp_path / "out")(torch.rand(1, 3, 64, 64)).shape == (1, 10)
     # --from-stage 1 goes on from the checkpoint (stage 0's output) and keeps its stage's record
     resumed = mini_vit.train_mini_vit_recipe(tmp_path / "out", threads=1, start=1)
-    assert resumed["stages"][0] == first and resumed["stages"][1]["init_from"] == str(tmp_path / "out")
+    assert resumed["stages"][0] == first and resumed["stages"][1]["init_from"] == "stage 0"
 
 
 def test_denoiser_recipe_chains_its_stages_and_resumes(tmp_path, monkeypatch):
@@ -127,9 +128,24 @@ def test_denoiser_recipe_chains_its_stages_and_resumes(tmp_path, monkeypatch):
     meta = mini_denoiser.train_mini_denoiser_recipe(out, threads=1)
     first, last = meta["stages"]
     assert (first["world"], last["world"], last["ema_decay"]) == ("single", "cluttered", 0.99)
-    assert last["init_from"].endswith("stage0") and json.loads((out / "training_meta.json").read_text()) == meta
+    assert last["init_from"] == "stage 0" and json.loads((out / "training_meta.json").read_text()) == meta
     assert "_name_or_path" not in json.loads((out / "config.json").read_text())  # no temporary path in the asset
     resumed = mini_denoiser.train_mini_denoiser_recipe(out, threads=1, start=1)
-    assert resumed["stages"][0] == first and resumed["stages"][1]["init_from"] == str(out)
+    assert resumed["stages"][0] == first and resumed["stages"][1]["init_from"] == "stage 0"
     with pytest.raises(FileNotFoundError, match="--from-stage 1"):
         mini_denoiser.train_mini_denoiser_recipe(tmp_path / "none", threads=1, start=1)
+
+
+def test_object_keeping_deletion_deletes_the_background_first():
+    from harness.train.common import object_keeping_deletion
+
+    gen = torch.Generator().manual_seed(0)
+    images = torch.rand(64, 3, 32, 32) * 0.5 + 0.5  # no pixel is 0 before deletion
+    masks = torch.zeros(64, 32, 32, dtype=torch.bool)
+    masks[:, 10:14, 10:14] = True  # grown by <= 3 px: <= 100 of 1024 pixels, so p <= 0.9 never reaches it
+    out = object_keeping_deletion(images, masks, 1.0, gen)
+    deleted = (out == 0).all(dim=1)
+    assert deleted.any() and not (deleted & masks).any()
+    assert deleted.sum(dim=(1, 2)).float().std() > 0  # p is drawn per image
+    untouched = object_keeping_deletion(images, masks, 0.0, gen)
+    assert untouched is images

@@ -71,7 +71,7 @@ def train_mini_denoiser(
     denoiser works for the noise levels the embedded world uses (t* = 6..73 for 4..32/255).
     """
     threads = seed_everything(seed, threads)
-    images, _ = training_images(train_size, world=world)
+    images, _, _ = training_images(train_size, world=world)
     unet = UNet2DModel(**MINI_UNET_CONFIG) if init_from is None else UNet2DModel.from_pretrained(str(init_from))
     unet.to(memory_format=torch.contiguous_format)
     ema = EMAModel(unet.parameters(), decay=ema_decay)
