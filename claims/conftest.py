@@ -21,9 +21,9 @@ from harness.claims.registry import Claim
 VERDICT_DIR = Path(__file__).resolve().parents[1] / "reports" / "claims"
 # The embedded-world analogue experiment (one run shared by every embedded claim).
 # Sized for the default suite on 2 CPU cores (docs/PROTOCOL.md section 1 fixes the settings, not the count):
-# 32 images, one chunk.
-EMBEDDED_IMAGES = 32
-EMBEDDED_BATCH = 32
+# 48 images, one chunk.
+EMBEDDED_IMAGES = 48
+EMBEDDED_BATCH = 48
 EMBEDDED_SIGMA = 32 / 255  # carlini DDS noise std, [0,1] pixel units
 EMBEDDED_SAMPLES = 8
 # PGD radii (1/255 pixel units) of the analogue experiment: every robustness claim is judged at each attacked

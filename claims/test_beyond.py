@@ -28,11 +28,12 @@ CERT_IMAGES, CERT_SIGMA = 2, 8 / 255  # noise_only smoothing: pixel std, [0, 1] 
 RANDOMISATION_IMAGES = 4
 # Methods whose three explanation passes per stage cost > ~5 s on 4 images (2 CPU threads) run as slow.
 SLOW_RANDOMISATION = ("partial_lrp", "transformer_attribution", "generic_attention")
-# Measured on the embedded world (4 images, seed 0): maps that survive one block's randomisation.
+# Measured on the embedded world (4 images, seed 0): maps that survive one block's randomisation. Transformer
+# Attribution independent survived it with the ViT before recipe stage 6; since, it is inconclusive (the
+# interval of mean rho - 0.5 contains 0), so it is no longer listed.
 KNOWN_SURVIVES: dict[tuple[str, str], str] = {
     ("rollout", "independent"): "attention rollout multiplies every block's attention with the identity "
     "added, so one randomised block leaves the product nearly unchanged",
-    ("transformer_attribution", "independent"): "relevance-weighted rollout: one block's change is diluted",
     ("generic_attention", "independent"): "R accumulates over blocks from the identity: one block is diluted",
 }
 
