@@ -75,6 +75,19 @@ def _delete_top(image: torch.Tensor, field: torch.Tensor, generator: torch.Gener
     return image.masked_fill(drop.view(1, h, w), 0.0)
 
 
+def _delete_chosen(
+    images: torch.Tensor, fraction: float, generator: torch.Generator, order: Callable[[int], torch.Tensor]
+) -> torch.Tensor:
+    """Zero the top p ~ U(0, 0.9) share, by `order(i)` (h*w,), of the pixels of a random `fraction` of the images."""
+    chosen = torch.rand(images.shape[0], generator=generator) < fraction
+    if not chosen.any():
+        return images
+    out = images.clone()
+    for i in chosen.nonzero().flatten().tolist():
+        out[i] = _delete_top(out[i], order(i), generator)
+    return out
+
+
 def random_deletion(images: torch.Tensor, fraction: float, generator: torch.Generator) -> torch.Tensor:
     """Zero a random share p ~ U(0, 0.9) of the pixels of a random `fraction` of the images.
 
@@ -82,14 +95,8 @@ def random_deletion(images: torch.Tensor, fraction: float, generator: torch.Gene
     bilinearly): blobs shaped like the ranked deletions of the perturbation test (docs/PROTOCOL.md section 6),
     so that test measures which pixels a map ranks first, not the shock of seeing black pixels at all.
     """
-    n, _, h, w = images.shape
-    chosen = torch.rand(n, generator=generator) < fraction
-    if not chosen.any():
-        return images
-    out = images.clone()
-    for i in chosen.nonzero().flatten().tolist():
-        out[i] = _delete_top(out[i], _smooth_order(h, w, generator), generator)
-    return out
+    h, w = images.shape[-2:]
+    return _delete_chosen(images, fraction, generator, lambda i: _smooth_order(h, w, generator))
 
 
 def object_keeping_deletion(
@@ -102,19 +109,16 @@ def object_keeping_deletion(
     is gone. Without them the ViT fails on an object alone on black, so that test rewards a map that keeps
     the middle of the image (the centre map) as much as one that keeps the object.
     """
-    n, _, h, w = images.shape
-    chosen = torch.rand(n, generator=generator) < fraction
-    if not chosen.any():
-        return images
-    out = images.clone()
-    for i in chosen.nonzero().flatten().tolist():
+    h, w = images.shape[-2:]
+
+    def order(i: int) -> torch.Tensor:
         grow = int(torch.randint(0, 4, (1,), generator=generator).item())
         kept = masks[i].float()[None, None]
         if grow:
             kept = F.max_pool2d(kept, 2 * grow + 1, stride=1, padding=grow)
-        field = _smooth_order(h, w, generator) - 2.0 * kept.flatten()
-        out[i] = _delete_top(out[i], field, generator)
-    return out
+        return _smooth_order(h, w, generator) - 2.0 * kept.flatten()
+
+    return _delete_chosen(images, fraction, generator, order)
 
 
 def run_stages(
