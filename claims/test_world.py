@@ -18,9 +18,11 @@ from harness.report.separation import SEPARATION_METRICS, WEAK_METHODS, margins_
 # Measured on the claims' 48 images (2026-12-04, the ViT after recipe stage 6): smallest margin over the baseline
 # maps, positive = better, [paired 95% interval]. Attention GradCAM's maps (ReLU of a head-weighted last-block
 # attention row; 4 heads in the mini ViT) are no better than a content-free map in this world: its clean maps
-# correlate 0.23 with the object at patch level and 8% of them are all zero after the ReLU (64 test images).
-# Before stage 6 the negative AUC separated no method (the ViT failed on an object alone on black, so the centre
-# map matched them).
+# correlate 0.23-0.32 with the object at patch level and 8% of them are all zero after the ReLU. Its heads are not
+# the cause: each last-block head's attention row correlates 0.54-0.66 with the object (the mean over heads, raw
+# attention, 0.78). Its weights are: w_h, the gradient's mean over all patches (87% of them background), is positive
+# on 44-52% of images for every head, so the weighted sum cancels (160 test images; the same with objects covering
+# up to 3x the area). Before stage 6 the negative AUC separated no method (the ViT failed on an object alone on black).
 KNOWN_UNSEPARATED = {
     ("attn_gradcam", "mIoU"): "+1.1 [-4.9, +7.5] over constant_map",
     ("attn_gradcam", "positive_auc_chefer"): "-2.2 [-9.9, +5.1] over centre_map",
