@@ -52,6 +52,17 @@ def test_report_opens_with_a_summary_of_the_run(small_run):
     assert "[" in summary and "95% interval" in summary  # the headline states its intervals
 
 
+def test_report_says_where_the_attack_starts_to_bite(small_run):
+    out, _ = small_run
+    page = (out / "report.html").read_text()
+    assert "id='bite_onset'" in page and "id='conventions-bite_onset'" in page
+    md = (out / "report.md").read_text()
+    onset = _markdown_table(md, "## Where the attack starts to bite (plain methods)")
+    assert list(onset["method"]) == ["raw_attention", "rollout"]
+    for text in onset["mIoU"]:  # one attacked radius: bites there, or not up to it
+        assert re.match(r"(8/255|none up to 8/255): [+-][0-9.]+ \[[+-][0-9.e+-]+, [+-][0-9.e+-]+\]$", text), text
+
+
 def test_conventions_appear_once_and_each_table_links_them(small_run):
     out, _ = small_run
     page = (out / "report.html").read_text()

@@ -399,6 +399,18 @@ def _separation(rows: pd.DataFrame) -> pd.DataFrame | None:
     return separation_table(clean, methods, baselines)
 
 
+def _bite_onset(rows: pd.DataFrame) -> pd.DataFrame | None:
+    """The bite-onset table of the explanation methods (None unless the run has clean and attacked plain rows)."""
+    from harness.explainers.registry import baseline_names
+    from harness.report.bite import bite_onset_table
+
+    plain = rows[rows["dds"] == "none"]
+    if not ((plain["radius_255"] == 0).any() and (plain["radius_255"] > 0).any()):
+        return None
+    methods = [m for m in explanation_methods(plain) if m not in baseline_names()]
+    return bite_onset_table(rows, methods) if methods else None
+
+
 def write_run_report(
     cfg: ExperimentConfig,
     out_dir: Path,
@@ -472,6 +484,17 @@ def write_run_report(
             "convention), positive = better [paired 95% interval], and whether the interval excludes 0 over every "
             "baseline map on every metric; `papers` names the methods the papers report as weak "
             "(harness/report/separation.py).",
+        )
+    onset = _bite_onset(rows)
+    if onset is not None:
+        tables["bite_onset"] = ("Where the attack starts to bite (plain methods)", onset)
+        conventions["bite_onset"] = (
+            "Per method without DDS and per metric: the first attacked radius (1/255 pixel units) at which the "
+            "method is worse than on the clean images, its degradation (positive = worse, in the metric's unit: "
+            "percent, Chefer's x100 AUC, 1 - top-k overlap as a fraction) with a paired 95% interval above 0 "
+            "(each radius's own interval, not corrected for the radii tried); 'none up to R/255' gives the "
+            "largest radius's. A robustness claim is vacuous where it does not bite "
+            "(harness/report/bite.py).",
         )
     claims, claims_note = _claims(cfg, out_dir, rows, claims_dir)
     from harness.report.radius_curves import TITLE as RADIUS_TITLE
