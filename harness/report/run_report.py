@@ -383,6 +383,21 @@ def _recompute(cfg: ExperimentConfig, items: list, method: str):
     return compute_gallery(model, items, explainers, RADIUS_255, cfg.topk, cfg.attack_steps, cfg.seed)
 
 
+SEPARATION_NOTE = (
+    "Per method, on the clean images without DDS: its smallest margin over the baseline maps (random, centre, "
+    "constant) on mIoU (percent) and the positive / negative perturbation AUCs (Chefer's x100 convention), positive "
+    "= better [paired 95% interval], and whether the interval excludes 0 over every baseline map on every metric; "
+    "`papers` names the methods the papers report as weak (harness/report/separation.py)."
+)
+BITE_NOTE = (
+    "Per method without DDS and per metric: the first attacked radius (1/255 pixel units) at which the method is "
+    "worse than on the clean images, its degradation (positive = worse, in the metric's unit: percent, Chefer's "
+    "x100 AUC, 1 - top-k overlap as a fraction) with a paired 95% interval above 0 (each radius's own interval, not "
+    "corrected for the radii tried); 'none up to R/255' gives the largest radius's. A robustness claim is vacuous "
+    "where it does not bite (harness/report/bite.py)."
+)
+
+
 def _separation(rows: pd.DataFrame) -> pd.DataFrame | None:
     """The methods-vs-baseline-maps table on clean images (None unless the run has clean plain rows of both and
     the segmentation and perturbation columns)."""
@@ -475,27 +490,12 @@ def write_run_report(
                 "Each method's margin over the best baseline map of its cell, positive = better, in the metric's "
                 "unit [paired 95% interval]; see Conventions: Every table.",
             )
-    separation = _separation(rows)
-    if separation is not None:
-        tables["separation"] = ("Methods vs baseline maps on clean images", separation)
-        conventions["separation"] = (
-            "Per method, on the clean images without DDS: its smallest margin over the baseline maps (random, "
-            "centre, constant) on mIoU (percent) and the positive / negative perturbation AUCs (Chefer's x100 "
-            "convention), positive = better [paired 95% interval], and whether the interval excludes 0 over every "
-            "baseline map on every metric; `papers` names the methods the papers report as weak "
-            "(harness/report/separation.py).",
-        )
-    onset = _bite_onset(rows)
-    if onset is not None:
-        tables["bite_onset"] = ("Where the attack starts to bite (plain methods)", onset)
-        conventions["bite_onset"] = (
-            "Per method without DDS and per metric: the first attacked radius (1/255 pixel units) at which the "
-            "method is worse than on the clean images, its degradation (positive = worse, in the metric's unit: "
-            "percent, Chefer's x100 AUC, 1 - top-k overlap as a fraction) with a paired 95% interval above 0 "
-            "(each radius's own interval, not corrected for the radii tried); 'none up to R/255' gives the "
-            "largest radius's. A robustness claim is vacuous where it does not bite "
-            "(harness/report/bite.py).",
-        )
+    for key, title, frame, note in (
+        ("separation", "Methods vs baseline maps on clean images", _separation(rows), SEPARATION_NOTE),
+        ("bite_onset", "Where the attack starts to bite (plain methods)", _bite_onset(rows), BITE_NOTE),
+    ):
+        if frame is not None:
+            tables[key], conventions[key] = (title, frame), (note,)
     claims, claims_note = _claims(cfg, out_dir, rows, claims_dir)
     from harness.report.radius_curves import TITLE as RADIUS_TITLE
     from harness.report.run_verdicts import radius_figure
