@@ -169,13 +169,22 @@ def cmd_claims(args: argparse.Namespace) -> int:
         path = write_claims()
         print(f"wrote {path} ({len(load_claims(path))} claims)")
     elif args.action == "expectations":
-        from harness.claims.expectations import EXPECTATIONS_FILE, draft_expectations, load_expectations
+        from harness.claims import expectations as ex
 
-        verdicts = EXPECTATIONS_FILE.parents[1] / "reports" / "claims" / "verdicts.csv"
+        verdicts = ex.EXPECTATIONS_FILE.parents[1] / "reports" / "claims" / "verdicts.csv"
         if not verdicts.is_file():
             raise FileNotFoundError(f"{verdicts} is missing: run `pytest claims/` first")
-        EXPECTATIONS_FILE.write_text(draft_expectations(verdicts, {} if args.fresh else load_expectations()))
-        print(f"wrote {EXPECTATIONS_FILE} from {verdicts}: review every reason before committing it")
+        if args.fresh and args.also_seen:
+            raise ValueError("--fresh redraws every entry and --also-seen keeps them: choose one")
+        if args.also_seen:
+            draw = ex.numerics_draw()
+            text, changed = ex.record_also_seen(verdicts, ex.load_expectations(), draw)
+            ex.EXPECTATIONS_FILE.write_text(text)
+            print(f"{len(changed)} claims with another outcome on {draw}: {', '.join(changed) or 'none'}")
+        else:
+            keep = {} if args.fresh else ex.load_expectations()
+            ex.EXPECTATIONS_FILE.write_text(ex.draft_expectations(verdicts, keep))
+        print(f"wrote {ex.EXPECTATIONS_FILE} from {verdicts}: review every reason before committing it")
     else:
         for claim in load_claims():
             target = f"{claim.reported} +/- {claim.tolerance}" if claim.kind == "value" else claim.relation
@@ -514,6 +523,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="expectations: redraw every entry from the table (after a model or the world changed); by default "
         "a claim listed with the same outcome keeps its reason and a borderline one its also_seen",
+    )
+    claims.add_argument(
+        "--also-seen",
+        action="store_true",
+        help="expectations: keep every entry and add this machine's outcome where it differs (another CPU, or "
+        "ATEN_CPU_CAPABILITY) as a borderline claim's also_seen, its numbers in the reason under the CPU model and "
+        "torch's CPU kernel set",
     )
     claims.set_defaults(func=cmd_claims)
 

@@ -36,12 +36,11 @@ CLOSING = re.compile(r"=+ (?P<counts>.*?) in (?P<seconds>[\d.]+)s")
 
 
 def machine() -> str:
-    model = ""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        found = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.M)
-        model = found.group(1).strip() if found else ""
     import torch
+
+    from harness.runner.devices import cpu_model
+
+    model = cpu_model()
 
     return (
         f"{os.cpu_count()} cores{f' ({model})' if model else ''}, {platform.machine()}, Python "

@@ -15,6 +15,7 @@ from harness.claims.expectations import (
     decide,
     draft_expectations,
     load_expectations,
+    record_also_seen,
 )
 from harness.claims.registry import DROP_RELATION, WORK_RELATION
 from tests.test_claims_registry import _claim
@@ -260,3 +261,41 @@ def test_expectations_are_drafted_from_a_verdict_table(tmp_path):
     listed = load_expectations(path)
     assert listed["a"] == Expected("vacuous", listed["a"].measured, "bound at 0", ("held", "inconclusive"))
     assert listed["b"] == Expected("vacuous", "old", "b is borderline", ("held",))
+
+
+def test_another_machines_outcomes_are_added_as_also_seen_and_nothing_is_dropped(tmp_path):
+    numbers = {
+        "metric": "mIoU (percent)",
+        "dds": "carlini",
+        "measured": 50.0,
+        "measured_without_dds": 48.0,
+        "delta": 2.0,
+        "delta_ci95": "[-0.5, +4.5]",
+        "n_images": 48,
+        "outcome_by_radius": "8: inconclusive, 32: held",
+    }
+    rows = [
+        {"claim": "a", "control": "", "outcome": "held", **numbers},
+        {"claim": "b", "control": "", "outcome": "held", **numbers},
+        {"claim": "c", "control": "", "outcome": "inconclusive", **numbers},
+        {"claim": "d", "control": "", "outcome": "held", **numbers},
+        {"claim": "e", "control": "", "outcome": "inconclusive", **numbers},
+        {"claim": "f", "control": "identity", "outcome": "inconclusive", **numbers},  # a control: never listed
+    ]
+    pd.DataFrame(rows).to_csv(tmp_path / "verdicts.csv", index=False)
+    keep = {
+        "a": Expected("vacuous", "old a", "a does not bite"),
+        "b": Expected("inconclusive", "old b", "b is borderline", ("held",)),
+        "e": Expected("inconclusive", "old e", "e has no effect"),
+        "z": Expected("contradicted", "old z", "z was not measured here"),
+    }
+    text, changed = record_also_seen(tmp_path / "verdicts.csv", keep, "TEST-CPU", registered=set("abcdefz"))
+    assert changed == ["a", "c"]
+    path = tmp_path / "expectations.yaml"
+    path.write_text(text)
+    listed = load_expectations(path)
+    assert listed["a"].outcome == "vacuous" and listed["a"].also_seen == ("held",) and listed["a"].measured == "old a"
+    assert listed["a"].reason.startswith("a does not bite; also held on TEST-CPU: 50 with carlini DDS vs 48 without")
+    assert listed["c"].outcome == "inconclusive" and listed["c"].also_seen == ("held",)
+    assert "(TEST-CPU)" in listed["c"].measured and "contains 0" in listed["c"].reason
+    assert {k: listed[k] for k in "bez"} == {k: keep[k] for k in "bez"} and "d" not in listed and "f" not in listed

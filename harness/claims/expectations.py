@@ -175,6 +175,74 @@ def _curve(row: dict) -> str:
     return f"; by radius: {curve}" if isinstance(curve, str) and curve else ""
 
 
+def _measured(row: dict) -> str:
+    return (
+        f"{row['measured']:.4g} with {row['dds']} DDS vs {row['measured_without_dds']:.4g} without, "
+        f"delta {row['delta']:+.4g} CI {row['delta_ci95']}, {row['n_images']:.0f} images"
+    )
+
+
+def _entry(expected: Expected) -> dict:
+    entry = {"outcome": expected.outcome, "measured": expected.measured, "reason": expected.reason}
+    return {**entry, "also_seen": list(expected.also_seen)} if expected.also_seen else entry
+
+
+def _render(entries: dict[str, dict]) -> str:
+    """expectations.yaml text: the file's header comment, then the entries."""
+    header = EXPECTATIONS_FILE.read_text().split("\n\n", 1)[0] if EXPECTATIONS_FILE.is_file() else ""
+    return header.rstrip() + "\n\n" + yaml.safe_dump(entries, sort_keys=True, width=110)
+
+
+def record_also_seen(
+    verdicts_csv: str | Path, keep: dict[str, Expected], platform: str, registered: set[str] | None = None
+) -> tuple[str, list[str]]:
+    """(expectations.yaml text, the claims it changed): the entries `keep`, plus this machine's outcome where it
+    is one they do not accept, as a borderline claim's `also_seen`, its numbers added to the reason under
+    `platform` (a claim held elsewhere and not held here gets an entry with also_seen held). For a second numerics
+    draw (another CPU, or ATEN_CPU_CAPABILITY) of the same tree: nothing listed before is dropped or rewritten."""
+    import pandas as pd
+
+    table = pd.read_csv(verdicts_csv, keep_default_na=False, na_values=[""])
+    if registered is None:
+        from harness.claims.registry import load_claims
+
+        registered = {c.id for c in load_claims()}
+    entries = {claim_id: _entry(e) for claim_id, e in keep.items()}
+    changed = []
+    rows = table[(table["control"].fillna("") == "") & table["claim"].isin(registered)]
+    for row in rows[rows["outcome"] != "skipped"].to_dict("records"):
+        claim_id, outcome = row["claim"], row["outcome"]
+        old = keep.get(claim_id)
+        if (old is None and outcome == "held") or (old is not None and old.accepts(outcome)):
+            continue
+        seen = f"{outcome} on {platform}: {_measured(row)}{_curve(row)}"
+        if old is None:
+            entries[claim_id] = {
+                "outcome": outcome,
+                "measured": f"{_measured(row)} ({platform})",
+                "reason": f"platform-sensitive: held on the machines measured before; {outcome} on {platform}: "
+                f"{_reason(row)}",
+                "also_seen": ["held"],
+            }
+        else:
+            entries[claim_id] = {
+                **_entry(old),
+                "reason": f"{old.reason}; also {seen}",
+                "also_seen": sorted({*old.also_seen, outcome}),
+            }
+        changed.append(claim_id)
+    return _render(entries), changed
+
+
+def numerics_draw() -> str:
+    """What decides the CPU float results a verdict rests on: the CPU model and torch's CPU kernel set."""
+    import torch
+
+    from harness.runner.devices import cpu_model
+
+    return f"{cpu_model() or 'unknown CPU'}, torch CPU kernels {torch.backends.cpu.get_cpu_capability()}"
+
+
 def draft_expectations(
     verdicts_csv: str | Path, keep: dict[str, Expected] | None = None, registered: set[str] | None = None
 ) -> str:
@@ -202,10 +270,7 @@ def draft_expectations(
     entries = {}
     for row in todo.to_dict("records"):
         old = keep.get(row["claim"])
-        measured = (
-            f"{row['measured']:.4g} with {row['dds']} DDS vs {row['measured_without_dds']:.4g} without, "
-            f"delta {row['delta']:+.4g} CI {row['delta_ci95']}, {row['n_images']:.0f} images"
-        )
+        measured = _measured(row)
         if old is not None and old.also_seen and old.accepts(row["outcome"]):
             also = sorted({old.outcome, *old.also_seen} - {row["outcome"]})
             entries[row["claim"]] = {"outcome": row["outcome"], "measured": measured, "reason": old.reason}
@@ -216,11 +281,5 @@ def draft_expectations(
     held_now = set(table.loc[table["outcome"] == "held", "claim"])
     for claim_id, old in keep.items():  # a borderline claim held now stays listed, with its other outcomes
         if claim_id in held_now and "held" in old.also_seen and claim_id in registered:
-            entries[claim_id] = {
-                "outcome": old.outcome,
-                "measured": old.measured,
-                "reason": old.reason,
-                "also_seen": list(old.also_seen),
-            }
-    header = EXPECTATIONS_FILE.read_text().split("\n\n", 1)[0] if EXPECTATIONS_FILE.is_file() else ""
-    return header.rstrip() + "\n\n" + yaml.safe_dump(entries, sort_keys=True, width=110)
+            entries[claim_id] = _entry(old)
+    return _render(entries)

@@ -46,3 +46,13 @@ def device_identity(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
     return device.type
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), or '' where it is not known."""
+    import re
+    from pathlib import Path
+
+    cpuinfo = Path("/proc/cpuinfo")
+    found = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.M) if cpuinfo.is_file() else None
+    return found.group(1).strip() if found else ""
