@@ -104,14 +104,10 @@ def test_the_world_decides_the_claims_of_the_methods_it_separates(embedded_table
     better than a content-free map leaves its claims vacuous; for the others the world must decide them."""
     from claims.conftest import verdict_of
     from harness.claims.build import BASELINE_MAPS, METHODS
-    from harness.report.separation import SEPARATION_METRICS, margins_over_baselines
+    from harness.report.separation import separation_table
 
-    rows = embedded_tables["rows"]
-    separated = [
-        m
-        for m in METHODS
-        if all(lo > 0 for k in SEPARATION_METRICS for _, _, lo, _ in margins_over_baselines(rows, m, BASELINE_MAPS, k))
-    ]
+    table = separation_table(embedded_tables["rows"], METHODS, BASELINE_MAPS)
+    separated = list(table.loc[table["beats every baseline map"] == "yes", "method"])
     assert len(separated) >= 4, f"only {separated} beat every baseline map on clean images"
     verdicts = [verdict_of(c, embedded_tables) for c in _robustness_claims() if c.method in separated]
     vacuous = [v.claim.id for v in verdicts if v.outcome == "vacuous"]

@@ -69,7 +69,10 @@ def test_a_claim_vacuous_at_its_headline_radius_is_decided_where_the_attack_bite
     rows = _rows({8.0: 0.0, 32.0: 0.3}, {8.0: 0.0, 32.0: 0.3})
     v = _judge(rows)
     assert v.by_radius[0].outcome == "vacuous" and v.outcome == "held"
-    assert "32" in v.reason
+    at32 = v.by_radius[1]
+    assert at32.interval[0] > 0  # the row shows 8/255's numbers; the reason gives the interval it is held on
+    assert "the headline 8/255 does not bite" in v.reason
+    assert f"32/255 held: delta {at32.delta:+.4g} CI [{at32.interval[0]:+.4g}, {at32.interval[1]:+.4g}]" in v.reason
 
 
 def test_held_needs_every_biting_radius():

@@ -308,6 +308,13 @@ def summarise_radii(claim: Claim, per: list[Verdict]) -> Verdict:
     reason = f"judged at the radii where the attack bites ({at} of {where}; Holm over them)"
     if headline.reason and headline.outcome != "vacuous":
         reason = f"{headline.reason}; {reason}"
+    if headline.outcome == "vacuous":  # the row shows the headline's numbers: say where the outcome comes from
+        shown = "; ".join(
+            f"{v.radius_255:g}/255 {v.outcome}: delta {v.delta:+.4g} CI [{v.interval[0]:+.4g}, {v.interval[1]:+.4g}]"
+            for v in decided
+            if v.delta is not None and v.interval is not None
+        )
+        reason = f"{reason}; the headline {headline.radius_255:g}/255 does not bite (its numbers are shown): {shown}"
     return dataclasses.replace(
         headline,
         claim=claim,

@@ -21,7 +21,7 @@ from harness.report import intervals as ci
 NO_DDS = "none"
 # The robustness claims' metrics, as the report's intervals name them.
 BITE_METRICS = ("pixel_accuracy", "mIoU", "mAP", "positive_auc_chefer", "negative_auc_chefer", "topk_overlap")
-_NEEDS = {"pixel_accuracy": "inter_fg", "mIoU": "inter_fg", "mAP": "ap", "topk_overlap": "topk_overlap"}
+_NEEDS = {"pixel_accuracy": "correct", "mIoU": "inter_fg", "mAP": "ap", "topk_overlap": "topk_overlap"}
 
 
 def degradation(rows: pd.DataFrame, method: str, metric: str, radius_255: float) -> tuple[float, float, float]:
